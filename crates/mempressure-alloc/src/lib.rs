@@ -1,0 +1,1 @@
+//! Allocator shim (being written).

@@ -1,0 +1,3 @@
+//! streamlet (being written).
+
+fn main() {}

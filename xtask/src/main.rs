@@ -1,0 +1,3 @@
+//! Project tasks (being written).
+
+fn main() {}
