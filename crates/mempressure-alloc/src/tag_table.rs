@@ -1,0 +1,103 @@
+//! The owner tag of each large allocation made inside a scope.
+//!
+//! A free must be charged to the component that made the allocation, even on
+//! another thread or outside that scope. `dealloc` is told only the pointer
+//! and layout, so the owner has to be stored somewhere. A header in the block
+//! would push sizes that sit exactly on a jemalloc size class (every power of
+//! two a growing `Vec` reaches) into the next class, a quarter to all of the
+//! block again. This table costs nothing per allocation instead: a fixed,
+//! lock-free open-addressing set of `pointer | tag << 56` words in static
+//! memory, touched only for allocations of at least [`TAG_MIN_BYTES`].
+//!
+//! Entries are claimed with a compare-and-swap from empty or deleted, and
+//! deleted by the allocation's owner with a store, before the block goes back
+//! to the inner allocator (so a reused address can never meet a stale entry).
+//! Slots never return to empty, so a lookup that meets an empty slot knows
+//! the key is absent. If no slot is free within [`MAX_PROBE`] steps the
+//! allocation stays untagged and is charged to `other`, at allocation and at
+//! free alike, so counts stay consistent; [`table_full_count`] reports it.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Allocations at least this large carry their owner; smaller ones are
+/// charged to `other`.
+///
+/// Below 1 KiB lie most allocations by count but few live bytes in a server
+/// (buffers, cache blocks and indexes are larger); keeping them off the table
+/// keeps their path as short as an untracked one.
+pub const TAG_MIN_BYTES: usize = 1024;
+
+const TABLE_BITS: u32 = 16;
+const TABLE_LEN: usize = 1 << TABLE_BITS;
+/// Slots a lookup or insert visits before giving up: eight cache lines.
+const MAX_PROBE: usize = 64;
+const EMPTY: usize = 0;
+const DELETED: usize = usize::MAX;
+const TAG_SHIFT: u32 = 56;
+
+// Tags live in the top byte of a 64-bit address word.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("mempressure-alloc needs 64-bit pointers");
+const ADDRESS_MASK: usize = (1 << TAG_SHIFT) - 1;
+
+/// 64 Ki entries of 8 bytes: 512 KiB of zeroed static memory, resident only
+/// where touched.
+static TABLE: [AtomicUsize; TABLE_LEN] = [const { AtomicUsize::new(EMPTY) }; TABLE_LEN];
+static TABLE_FULL: AtomicU64 = AtomicU64::new(0);
+
+fn home(address: usize) -> usize {
+    // Fibonacci hashing of the address without its always-zero low bits.
+    (((address as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (u64::BITS - TABLE_BITS))
+        as usize
+}
+
+/// Records `tag` as the owner of the block at `address`; `false` if the
+/// block must stay untagged.
+pub(crate) fn insert(address: usize, tag: u8) -> bool {
+    if tag == 0 || address & !ADDRESS_MASK != 0 || address == EMPTY {
+        return false;
+    }
+    let entry = address | (tag as usize) << TAG_SHIFT;
+    let start = home(address);
+    for step in 0..MAX_PROBE {
+        let slot = &TABLE[(start + step) & (TABLE_LEN - 1)];
+        let current = slot.load(Ordering::Relaxed);
+        if (current == EMPTY || current == DELETED)
+            && slot
+                .compare_exchange(current, entry, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            return true;
+        }
+    }
+    TABLE_FULL.fetch_add(1, Ordering::Relaxed);
+    false
+}
+
+/// Removes the entry for `address` and returns its tag, or 0 if it has none.
+pub(crate) fn remove(address: usize) -> u8 {
+    if address & !ADDRESS_MASK != 0 || address == EMPTY {
+        return 0;
+    }
+    let start = home(address);
+    for step in 0..MAX_PROBE {
+        let slot = &TABLE[(start + step) & (TABLE_LEN - 1)];
+        let current = slot.load(Ordering::Acquire);
+        if current == EMPTY {
+            return 0;
+        }
+        if current != DELETED && current & ADDRESS_MASK == address {
+            // Only the block's owner removes its entry, and no insert can
+            // claim a slot that holds a live entry, so a store is enough.
+            slot.store(DELETED, Ordering::Relaxed);
+            return (current >> TAG_SHIFT) as u8;
+        }
+    }
+    0
+}
+
+/// How many large allocations in a scope found the table full and were
+/// charged to `other` instead.
+pub fn table_full_count() -> u64 {
+    TABLE_FULL.load(Ordering::Relaxed)
+}
