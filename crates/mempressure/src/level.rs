@@ -56,7 +56,9 @@ pub struct AtomicLevel {
 impl AtomicLevel {
     /// A published level that starts at `level` with sequence number 0.
     pub const fn new(level: PressureLevel) -> Self {
-        Self { state: state::AtomicState::new(level, 0) }
+        Self {
+            state: state::AtomicState::new(level, 0),
+        }
     }
 
     /// The current level: one relaxed atomic load.
@@ -161,7 +163,8 @@ mod state {
         /// [`load_acquire`](Self::load_acquire). There is one writer, so a
         /// plain store is enough: no read-modify-write is needed.
         pub(super) fn store(&self, level: PressureLevel, sequence: u64) {
-            self.0.store(StateSnapshot::pack(level, sequence).0, Ordering::Release);
+            self.0
+                .store(StateSnapshot::pack(level, sequence).0, Ordering::Release);
         }
     }
 }
@@ -224,7 +227,11 @@ impl fmt::Display for Reason {
     /// `decided by jemalloc_resident (tracked 900 bytes, measured 950 bytes;
     /// top segment_cache=600 index_cache=200)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "decided by {} (tracked {} bytes", self.decided_by, self.tracked_bytes)?;
+        write!(
+            f,
+            "decided by {} (tracked {} bytes",
+            self.decided_by, self.tracked_bytes
+        )?;
         if let Some(measured_bytes) = self.measured_bytes {
             write!(f, ", measured {measured_bytes} bytes")?;
         }
@@ -361,6 +368,8 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), all.len());
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
     }
 }

@@ -73,14 +73,21 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::ZeroLimit => f.write_str("memory limit must be at least 1 byte, got 0"),
-            Self::FractionOutOfRange { name, value, allowed } => {
+            Self::FractionOutOfRange {
+                name,
+                value,
+                allowed,
+            } => {
                 write!(f, "{name} threshold must be in {allowed}, got {value}")
             }
             Self::WarningNotBelowCritical { warning, critical } => write!(
                 f,
                 "warning threshold ({warning}) must be below critical threshold ({critical})"
             ),
-            Self::HysteresisTooLarge { hysteresis, warning } => write!(
+            Self::HysteresisTooLarge {
+                hysteresis,
+                warning,
+            } => write!(
                 f,
                 "hysteresis ({hysteresis}) must be below the warning threshold ({warning})"
             ),
@@ -118,7 +125,11 @@ impl LevelConfig {
     ///
     /// [`ConfigError::ZeroLimit`] for a zero limit.
     pub fn with_limit(limit_bytes: u64) -> Result<Self, ConfigError> {
-        Self::new(limit_bytes, DEFAULT_WARNING_FRACTION, DEFAULT_CRITICAL_FRACTION)
+        Self::new(
+            limit_bytes,
+            DEFAULT_WARNING_FRACTION,
+            DEFAULT_CRITICAL_FRACTION,
+        )
     }
 
     /// This config with another hysteresis, as a fraction of the limit.
@@ -129,7 +140,11 @@ impl LevelConfig {
     /// [`ConfigError::HysteresisTooLarge`] unless it is below the warning
     /// threshold.
     pub fn with_hysteresis(self, hysteresis: f64) -> Result<Self, ConfigError> {
-        Self { hysteresis_fraction: hysteresis, ..self }.validate()
+        Self {
+            hysteresis_fraction: hysteresis,
+            ..self
+        }
+        .validate()
     }
 
     /// This config with another minimum dwell (any duration, zero included).
@@ -184,7 +199,8 @@ impl LevelConfig {
 
     /// Usage must be below this to leave critical.
     pub fn critical_exit_bytes(&self) -> u64 {
-        self.critical_bytes().saturating_sub(self.hysteresis_bytes())
+        self.critical_bytes()
+            .saturating_sub(self.hysteresis_bytes())
     }
 
     /// The level `usage_bytes` enters when rising: the highest threshold it
@@ -209,10 +225,16 @@ impl LevelConfig {
         if self.limit_bytes == 0 {
             return Err(ConfigError::ZeroLimit);
         }
-        for (name, value) in [("warning", self.warning_fraction), ("critical", self.critical_fraction)]
-        {
+        for (name, value) in [
+            ("warning", self.warning_fraction),
+            ("critical", self.critical_fraction),
+        ] {
             if !(value > 0.0 && value <= 1.0) {
-                return Err(ConfigError::FractionOutOfRange { name, value, allowed: "(0, 1]" });
+                return Err(ConfigError::FractionOutOfRange {
+                    name,
+                    value,
+                    allowed: "(0, 1]",
+                });
             }
         }
         let hysteresis = self.hysteresis_fraction;
@@ -275,6 +297,24 @@ pub struct LevelChange {
 ///
 /// A signal hovering at a threshold therefore produces one transition, not
 /// one per sample.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use mempressure::level::PressureLevel;
+/// use mempressure::machine::{LevelConfig, LevelMachine};
+///
+/// // Warning at 800 bytes (exit below 750), critical at 900, dwell 1 s.
+/// let mut machine = LevelMachine::new(LevelConfig::with_limit(1000)?);
+/// let t0 = Instant::now();
+/// assert_eq!(machine.observe(800, t0).map(|c| c.to), Some(PressureLevel::Warning));
+/// // Below the threshold but not below its exit point: no change.
+/// assert_eq!(machine.observe(760, t0 + Duration::from_secs(5)), None);
+/// let change = machine.observe(700, t0 + Duration::from_secs(5)).unwrap();
+/// assert_eq!((change.to, change.sequence), (PressureLevel::Normal, 2));
+/// # Ok::<(), mempressure::machine::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct LevelMachine {
     config: LevelConfig,
@@ -286,7 +326,12 @@ pub struct LevelMachine {
 impl LevelMachine {
     /// A machine at normal, with no transition yet (sequence 0).
     pub fn new(config: LevelConfig) -> Self {
-        Self { config, level: PressureLevel::Normal, sequence: 0, last_transition_at: None }
+        Self {
+            config,
+            level: PressureLevel::Normal,
+            sequence: 0,
+            last_transition_at: None,
+        }
     }
 
     /// The current level.
@@ -331,7 +376,11 @@ impl LevelMachine {
             }
             down
         };
-        let change = LevelChange { from: self.level, to, sequence: self.sequence + 1 };
+        let change = LevelChange {
+            from: self.level,
+            to,
+            sequence: self.sequence + 1,
+        };
         self.level = to;
         self.sequence = change.sequence;
         self.last_transition_at = Some(now);
@@ -345,8 +394,9 @@ impl LevelMachine {
             PressureLevel::Normal => None,
             PressureLevel::Warning => below_warning_exit.then_some(PressureLevel::Normal),
             PressureLevel::Critical if below_warning_exit => Some(PressureLevel::Normal),
-            PressureLevel::Critical => (usage_bytes < self.config.critical_exit_bytes())
-                .then_some(PressureLevel::Warning),
+            PressureLevel::Critical => {
+                (usage_bytes < self.config.critical_exit_bytes()).then_some(PressureLevel::Warning)
+            }
         }
     }
 
@@ -368,11 +418,17 @@ mod tests {
         for bad in [0.0, -0.1, 1.5, f64::NAN] {
             assert!(matches!(
                 LevelConfig::new(1000, bad, 0.9),
-                Err(ConfigError::FractionOutOfRange { name: "warning", .. })
+                Err(ConfigError::FractionOutOfRange {
+                    name: "warning",
+                    ..
+                })
             ));
             assert!(matches!(
                 LevelConfig::new(1000, 0.5, bad),
-                Err(ConfigError::FractionOutOfRange { name: "critical", .. })
+                Err(ConfigError::FractionOutOfRange {
+                    name: "critical",
+                    ..
+                })
             ));
         }
         assert!(matches!(
@@ -391,14 +447,20 @@ mod tests {
         ));
         assert!(matches!(
             config.with_hysteresis(-0.01),
-            Err(ConfigError::FractionOutOfRange { name: "hysteresis", .. })
+            Err(ConfigError::FractionOutOfRange {
+                name: "hysteresis",
+                ..
+            })
         ));
     }
 
     #[test]
     fn config_error_messages_name_the_input() {
         let err = LevelConfig::new(1000, 1.5, 0.9).unwrap_err();
-        assert_eq!(err.to_string(), "warning threshold must be in (0, 1], got 1.5");
+        assert_eq!(
+            err.to_string(),
+            "warning threshold must be in (0, 1], got 1.5"
+        );
     }
 
     #[test]
@@ -420,6 +482,9 @@ mod tests {
         assert!(machine.observe(800, t0).is_some());
         // Same instant: no dwell has passed, yet the rise shows.
         let change = machine.observe(900, t0).unwrap();
-        assert_eq!((change.from, change.to), (PressureLevel::Warning, PressureLevel::Critical));
+        assert_eq!(
+            (change.from, change.to),
+            (PressureLevel::Warning, PressureLevel::Critical)
+        );
     }
 }

@@ -50,6 +50,26 @@ pub type MemoryPressure = ReserveError;
 /// Cheap to clone: clones share one pool. Components are indices into the
 /// fixed name table given at construction; index 0 is the catch-all,
 /// conventionally `"other"`.
+///
+/// # Examples
+///
+/// ```
+/// use mempressure::machine::LevelConfig;
+/// use mempressure::reserve::MemoryTracker;
+///
+/// const COMPONENTS: &[&str] = &["other", "request_buffers"];
+/// let tracker = MemoryTracker::new(&LevelConfig::with_limit(1 << 30)?, COMPONENTS);
+/// tracker.set_usage_bytes(900 << 20); // from the monitor
+///
+/// match tracker.try_reserve(1, 64 << 20) {
+///     Ok(reservation) => {
+///         // Read the request body; drop `reservation` once it is stored.
+///         # drop(reservation);
+///     }
+///     Err(refused) => eprintln!("pushing back: {refused}"),
+/// }
+/// # Ok::<(), mempressure::machine::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct MemoryTracker {
     pool: Arc<Pool>,

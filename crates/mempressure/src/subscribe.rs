@@ -179,7 +179,8 @@ impl Publisher {
     /// slow subscribers.
     pub fn with_capacity(level: PressureLevel, capacity: NonZeroUsize) -> Self {
         let ring = Ring {
-            transitions: VecDeque::with_capacity(capacity.get()),
+            // Grows on demand: a huge capacity costs nothing until used.
+            transitions: VecDeque::with_capacity(capacity.get().min(DEFAULT_CAPACITY.get())),
             capacity: capacity.get(),
             published: 0,
             current_level: level,
@@ -227,7 +228,10 @@ impl Publisher {
         let ring = self.shared.lock();
         Subscription {
             shared: Arc::clone(&self.shared),
-            position: Position { cursor: ring.published, pending: Some(ring.current_event()) },
+            position: Position {
+                cursor: ring.published,
+                pending: Some(ring.current_event()),
+            },
         }
     }
 
@@ -290,7 +294,11 @@ impl Subscription {
                 Poll::Empty => {}
             }
             ring = match deadline {
-                None => self.shared.condvar.wait(ring).unwrap_or_else(PoisonError::into_inner),
+                None => self
+                    .shared
+                    .condvar
+                    .wait(ring)
+                    .unwrap_or_else(PoisonError::into_inner),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -397,7 +405,10 @@ impl Shared {
 
 impl Ring {
     fn current_event(&self) -> Event {
-        Event::Current { level: self.current_level, sequence: self.current_sequence }
+        Event::Current {
+            level: self.current_level,
+            sequence: self.current_sequence,
+        }
     }
 }
 
@@ -439,6 +450,14 @@ mod tests {
             publisher.publish(transition(sequence, PressureLevel::Warning));
         }
         assert_eq!(publisher.shared.lock().transitions.len(), 3);
+    }
+
+    #[test]
+    fn huge_capacity_is_accepted_without_allocating_it() {
+        let capacity = NonZeroUsize::new(usize::MAX).unwrap();
+        let publisher = Publisher::with_capacity(PressureLevel::Normal, capacity);
+        publisher.publish(transition(1, PressureLevel::Warning));
+        assert_eq!(publisher.capacity(), usize::MAX);
     }
 
     #[test]
