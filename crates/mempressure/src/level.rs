@@ -3,10 +3,11 @@
 use std::fmt;
 
 /// How close usage is to the budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(u8)]
 pub enum PressureLevel {
     /// Below the warning threshold.
+    #[default]
     Normal = 0,
     /// At or above the warning threshold.
     Warning = 1,
@@ -170,9 +171,10 @@ mod state {
 }
 
 /// Which reading decided a transition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum UsageSource {
     /// The allocator shim's live-byte total.
+    #[default]
     Tracked,
     /// jemalloc `stats.resident`.
     JemallocResident,
