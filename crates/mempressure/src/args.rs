@@ -185,7 +185,9 @@ impl MemoryArgs {
         T: Into<OsString> + Clone,
     {
         let cli = C::try_parse_from(args)?;
-        memory(&cli).validate().map_err(|e| e.format(&mut C::command()))?;
+        memory(&cli)
+            .validate()
+            .map_err(|e| e.format(&mut C::command()))?;
         Ok(cli)
     }
 
@@ -234,7 +236,9 @@ fn parse_hysteresis(input: &str) -> Result<f64, FlagValueError> {
 /// the `__` that Prometheus reserves.
 fn parse_metrics_prefix(input: &str) -> Result<String, FlagValueError> {
     let mut chars = input.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !first_ok || !rest_ok || input.starts_with("__") {
         return Err(FlagValueError(format!(
@@ -253,7 +257,11 @@ fn parse_metrics_prefix(input: &str) -> Result<String, FlagValueError> {
 /// otherwise be an error. The help text then says that the variable is empty
 /// and ignored, so `--help` still names it.
 fn ignore_empty_env(arg: Arg) -> Arg {
-    let Some(name) = arg.get_env().and_then(|name| name.to_str()).map(str::to_owned) else {
+    let Some(name) = arg
+        .get_env()
+        .and_then(|name| name.to_str())
+        .map(str::to_owned)
+    else {
         return arg;
     };
     let is_empty = std::env::var_os(&name).is_some_and(|value| value.is_empty());
@@ -261,5 +269,6 @@ fn ignore_empty_env(arg: Arg) -> Arg {
         return arg;
     }
     let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-    arg.env(None).help(format!("{help} [env: {name} (empty: ignored)]"))
+    arg.env(None)
+        .help(format!("{help} [env: {name} (empty: ignored)]"))
 }

@@ -175,7 +175,9 @@ impl MetricsRecorder {
     /// `[a-zA-Z_][a-zA-Z0-9_]*` or starts with `__`.
     pub fn new(prefix: &str, components: &[&'static str]) -> Result<Self, PrefixError> {
         if !is_valid_prefix(prefix) {
-            return Err(PrefixError { prefix: prefix.to_owned() });
+            return Err(PrefixError {
+                prefix: prefix.to_owned(),
+            });
         }
         let mut declared = Vec::with_capacity(components.len() + 1);
         for &component in components {
@@ -321,7 +323,11 @@ impl MetricsRecorder {
             let bytes = if component == OTHER_COMPONENT {
                 other_bytes
             } else {
-                values.iter().filter(|(c, _)| *c == component).map(|&(_, b)| b).sum()
+                values
+                    .iter()
+                    .filter(|(c, _)| *c == component)
+                    .map(|&(_, b)| b)
+                    .sum()
             };
             metrics::gauge!(name.clone(), "component" => component).set(bytes as f64);
         }
@@ -339,7 +345,8 @@ impl MetricsRecorder {
 
 impl Names {
     fn new(prefix: &str) -> Self {
-        let name = |suffix: &str| SharedString::from_shared(Arc::from(format!("{prefix}_{suffix}")));
+        let name =
+            |suffix: &str| SharedString::from_shared(Arc::from(format!("{prefix}_{suffix}")));
         Self {
             process_memory: name("process_memory_bytes"),
             process_anonymous_resident: name("process_anonymous_resident_bytes"),
@@ -373,25 +380,113 @@ impl Names {
 /// from.
 fn describe_all(n: &Names) {
     let gauges: [(&SharedString, Unit, &'static str); 19] = [
-        (&n.process_memory, Unit::Bytes, "Process memory in bytes as the OS reports it: type=resident is the resident set size (VmRSS, resident_size), type=virtual the virtual size (VmSize, virtual_size)"),
-        (&n.process_anonymous_resident, Unit::Bytes, "Anonymous resident bytes of the process from /proc/self/status RssAnon (Linux): resident memory that is not file-backed"),
-        (&n.memory, Unit::Bytes, "Live heap bytes per component counted by the allocator shim; component=other holds bytes outside every declared component"),
-        (&n.pressure, Unit::Count, "Memory pressure level decided by the monitor: 1 for the current level, 0 for the others"),
-        (&n.limit, Unit::Bytes, "Memory budget in bytes from --memory-limit, or derived from the cgroup limit or physical memory"),
-        (&n.warning_threshold, Unit::Bytes, "Usage in bytes at which the level becomes warning: the limit times --memory-warning-threshold"),
-        (&n.critical_threshold, Unit::Bytes, "Usage in bytes at which the level becomes critical: the limit times --memory-critical-threshold"),
-        (&n.usage, Unit::Bytes, "Usage in bytes that pressure levels are decided on: tracked bytes plus the last correction"),
-        (&n.tracked, Unit::Bytes, "Live heap bytes counted exactly by the allocator shim (sum of all thread counters)"),
-        (&n.correction, Unit::Bytes, "Measured bytes (jemalloc resident or the OS resident set) minus tracked bytes, in bytes; negative when the shim counts more"),
-        (&n.reserved, Unit::Bytes, "Bytes held by budget reservations per component"),
-        (&n.jemalloc_allocated, Unit::Bytes, "jemalloc stats.allocated: bytes in live allocations, rounded up to size classes"),
-        (&n.jemalloc_active, Unit::Bytes, "jemalloc stats.active: bytes in active pages, at least stats.allocated"),
-        (&n.jemalloc_resident, Unit::Bytes, "jemalloc stats.resident: bytes in physically resident data pages mapped by jemalloc"),
-        (&n.jemalloc_mapped, Unit::Bytes, "jemalloc stats.mapped: bytes in active extents mapped by jemalloc"),
-        (&n.jemalloc_retained, Unit::Bytes, "jemalloc stats.retained: bytes of virtual memory jemalloc keeps but has returned to the OS"),
-        (&n.jemalloc_metadata, Unit::Bytes, "jemalloc stats.metadata: bytes of jemalloc's own metadata"),
-        (&n.cgroup_usage, Unit::Bytes, "Memory usage of the process's cgroup in bytes (memory.current, or memory.usage_in_bytes on cgroup v1)"),
-        (&n.cgroup_limit, Unit::Bytes, "Memory limit of the process's cgroup in bytes (memory.max, or memory.limit_in_bytes on cgroup v1); absent when unlimited"),
+        (
+            &n.process_memory,
+            Unit::Bytes,
+            "Process memory in bytes as the OS reports it: type=resident is the resident set size \
+             (VmRSS, resident_size), type=virtual the virtual size (VmSize, virtual_size)",
+        ),
+        (
+            &n.process_anonymous_resident,
+            Unit::Bytes,
+            "Anonymous resident bytes of the process from /proc/self/status RssAnon (Linux): \
+             resident memory that is not file-backed",
+        ),
+        (
+            &n.memory,
+            Unit::Bytes,
+            "Live heap bytes per component counted by the allocator shim; component=other holds \
+             bytes outside every declared component",
+        ),
+        (
+            &n.pressure,
+            Unit::Count,
+            "Memory pressure level decided by the monitor: 1 for the current level, 0 for the \
+             others",
+        ),
+        (
+            &n.limit,
+            Unit::Bytes,
+            "Memory budget in bytes from --memory-limit, or derived from the cgroup limit or \
+             physical memory",
+        ),
+        (
+            &n.warning_threshold,
+            Unit::Bytes,
+            "Usage in bytes at which the level becomes warning: the limit times \
+             --memory-warning-threshold",
+        ),
+        (
+            &n.critical_threshold,
+            Unit::Bytes,
+            "Usage in bytes at which the level becomes critical: the limit times \
+             --memory-critical-threshold",
+        ),
+        (
+            &n.usage,
+            Unit::Bytes,
+            "Usage in bytes that pressure levels are decided on: tracked bytes plus the last \
+             correction",
+        ),
+        (
+            &n.tracked,
+            Unit::Bytes,
+            "Live heap bytes counted exactly by the allocator shim (sum of all thread counters)",
+        ),
+        (
+            &n.correction,
+            Unit::Bytes,
+            "Measured bytes (jemalloc resident or the OS resident set) minus tracked bytes, in \
+             bytes; negative when the shim counts more",
+        ),
+        (
+            &n.reserved,
+            Unit::Bytes,
+            "Bytes held by budget reservations per component",
+        ),
+        (
+            &n.jemalloc_allocated,
+            Unit::Bytes,
+            "jemalloc stats.allocated: bytes in live allocations, rounded up to size classes",
+        ),
+        (
+            &n.jemalloc_active,
+            Unit::Bytes,
+            "jemalloc stats.active: bytes in active pages, at least stats.allocated",
+        ),
+        (
+            &n.jemalloc_resident,
+            Unit::Bytes,
+            "jemalloc stats.resident: bytes in physically resident data pages mapped by jemalloc",
+        ),
+        (
+            &n.jemalloc_mapped,
+            Unit::Bytes,
+            "jemalloc stats.mapped: bytes in active extents mapped by jemalloc",
+        ),
+        (
+            &n.jemalloc_retained,
+            Unit::Bytes,
+            "jemalloc stats.retained: bytes of virtual memory jemalloc keeps but has returned to \
+             the OS",
+        ),
+        (
+            &n.jemalloc_metadata,
+            Unit::Bytes,
+            "jemalloc stats.metadata: bytes of jemalloc's own metadata",
+        ),
+        (
+            &n.cgroup_usage,
+            Unit::Bytes,
+            "Memory usage of the process's cgroup in bytes (memory.current, or \
+             memory.usage_in_bytes on cgroup v1)",
+        ),
+        (
+            &n.cgroup_limit,
+            Unit::Bytes,
+            "Memory limit of the process's cgroup in bytes (memory.max, or memory.limit_in_bytes \
+             on cgroup v1); absent when unlimited",
+        ),
     ];
     for (name, unit, help) in gauges {
         describe_gauge!(name.clone(), unit, help);
@@ -399,13 +494,32 @@ fn describe_all(n: &Names) {
     describe_histogram!(
         n.tick.clone(),
         Unit::Seconds,
-        "Time in seconds the memory monitor took for one tick: reading counters, jemalloc and OS figures, and deciding the level"
+        "Time in seconds the memory monitor took for one tick: reading counters, jemalloc and OS \
+         figures, and deciding the level"
     );
     let counters: [(&SharedString, Unit, &'static str); 4] = [
-        (&n.transitions, Unit::Count, "Changes of memory pressure level decided by the monitor, by previous level (from) and new level (to)"),
-        (&n.rejected_connections, Unit::Count, "Connections refused because memory pressure was critical"),
-        (&n.reservation_failures, Unit::Count, "Budget reservations refused because they would exceed the budget, by component"),
-        (&n.reclaimed, Unit::Bytes, "Bytes freed by registered reclaimers (cache shrinking and eviction) and allocator purges, in bytes"),
+        (
+            &n.transitions,
+            Unit::Count,
+            "Changes of memory pressure level decided by the monitor, by previous level (from) \
+             and new level (to)",
+        ),
+        (
+            &n.rejected_connections,
+            Unit::Count,
+            "Connections refused because memory pressure was critical",
+        ),
+        (
+            &n.reservation_failures,
+            Unit::Count,
+            "Budget reservations refused because they would exceed the budget, by component",
+        ),
+        (
+            &n.reclaimed,
+            Unit::Bytes,
+            "Bytes freed by registered reclaimers (cache shrinking and eviction) and allocator \
+             purges, in bytes",
+        ),
     ];
     for (name, unit, help) in counters {
         describe_counter!(name.clone(), unit, help);
@@ -415,6 +529,8 @@ fn describe_all(n: &Names) {
 /// Whether `prefix` matches `[a-zA-Z_][a-zA-Z0-9_]*` without a leading `__`.
 fn is_valid_prefix(prefix: &str) -> bool {
     let mut chars = prefix.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !prefix.starts_with("__")
 }

@@ -26,8 +26,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 ///
 /// A tick reads counters and a few files; 100 µs to 1 s covers a healthy tick
 /// and one slowed by a starved machine.
-const TICK_SECONDS_BUCKETS: [f64; 13] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+const TICK_SECONDS_BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 /// The metric the buckets apply to, by the suffix every prefix shares.
 const TICK_SECONDS_SUFFIX: &str = "_memory_monitor_tick_seconds";
@@ -78,12 +79,10 @@ impl fmt::Display for ServeError {
             Self::Bind { addr, source } => {
                 write!(f, "cannot listen for metrics scrapes on {addr}: {source}")
             }
-            Self::RecorderAlreadyInstalled => {
-                f.write_str(
-                    "cannot install the prometheus recorder: a global metrics recorder is \
+            Self::RecorderAlreadyInstalled => f.write_str(
+                "cannot install the prometheus recorder: a global metrics recorder is \
                      already installed",
-                )
-            }
+            ),
             Self::Exporter(error) => write!(f, "cannot configure the prometheus exporter: {error}"),
             Self::Thread(error) => write!(f, "cannot start the metrics server thread: {error}"),
         }
@@ -129,7 +128,9 @@ impl MetricsServer {
 pub fn serve(addr: SocketAddr) -> Result<MetricsServer, ServeError> {
     // Bind first: an address in use is the likeliest failure.
     let listener = TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
-    let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
 
     // Install the recorder; a failure here drops the listener.
     let recorder = builder().map_err(ServeError::Exporter)?.build_recorder();
@@ -160,7 +161,9 @@ pub fn serve(addr: SocketAddr) -> Result<MetricsServer, ServeError> {
 pub fn render_with(record: impl FnOnce()) -> String {
     // The buckets are constants known to be valid; fall back to a plain
     // builder (summaries instead of buckets) rather than fail a render.
-    let recorder = builder().unwrap_or_else(|_| PrometheusBuilder::new()).build_recorder();
+    let recorder = builder()
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+        .build_recorder();
     metrics::with_local_recorder(&recorder, record);
     recorder.handle().render()
 }
@@ -190,12 +193,18 @@ fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
     let head = read_head(&mut stream)?;
     let request_line = head.lines().next().unwrap_or_default();
     let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let path = target.split('?').next().unwrap_or_default();
 
     let (status, body) = match (method, path) {
         ("GET", "/metrics") => ("200 OK", handle.render()),
-        ("GET", _) => ("404 Not Found", "not found: metrics are served on /metrics\n".into()),
+        ("GET", _) => (
+            "404 Not Found",
+            "not found: metrics are served on /metrics\n".into(),
+        ),
         _ => ("405 Method Not Allowed", "only GET is served\n".into()),
     };
     let header = format!(
@@ -214,7 +223,10 @@ fn read_head(stream: &mut TcpStream) -> io::Result<String> {
     let mut chunk = [0u8; 512];
     while !head.windows(4).any(|window| window == b"\r\n\r\n") {
         if head.len() >= MAX_REQUEST_HEAD_BYTES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
         }
         let read = stream.read(&mut chunk)?;
         if read == 0 {

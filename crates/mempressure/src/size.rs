@@ -122,7 +122,10 @@ impl fmt::Display for SizeError {
         match &self.kind {
             SizeErrorKind::Empty => write!(f, "memory size is empty: expected {SIZE_FORMS}"),
             SizeErrorKind::Negative => {
-                write!(f, "memory size \"{input}\" is negative: expected {SIZE_FORMS}")
+                write!(
+                    f,
+                    "memory size \"{input}\" is negative: expected {SIZE_FORMS}"
+                )
             }
             SizeErrorKind::Malformed => {
                 write!(f, "invalid memory size \"{input}\": expected {SIZE_FORMS}")
@@ -169,10 +172,16 @@ impl fmt::Display for FractionError {
                  {FRACTION_FORMS} (0.8 means 80%)"
             ),
             FractionErrorKind::NotFinite => {
-                write!(f, "fraction \"{input}\" is not a finite number: expected {FRACTION_FORMS}")
+                write!(
+                    f,
+                    "fraction \"{input}\" is not a finite number: expected {FRACTION_FORMS}"
+                )
             }
             FractionErrorKind::OutOfRange => {
-                write!(f, "fraction \"{input}\" is out of range: expected {FRACTION_FORMS}")
+                write!(
+                    f,
+                    "fraction \"{input}\" is out of range: expected {FRACTION_FORMS}"
+                )
             }
         }
     }
@@ -192,7 +201,10 @@ impl std::error::Error for FractionError {}
 /// malformed, has an unknown unit, is not a whole number of bytes, is zero
 /// or is larger than `u64::MAX` bytes.
 pub fn parse_size(input: &str) -> Result<u64, SizeError> {
-    let fail = |kind| SizeError { input: input.to_owned(), kind };
+    let fail = |kind| SizeError {
+        input: input.to_owned(),
+        kind,
+    };
     let text = input.trim();
     if text.is_empty() {
         return Err(fail(SizeErrorKind::Empty));
@@ -202,7 +214,9 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
     }
 
     // Split into the number and the unit, which may be separated by spaces.
-    let number_len = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let number_len = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, rest) = text.split_at(number_len);
     let unit = rest.trim_start();
     let (whole, fraction) = match number.split_once('.') {
@@ -234,7 +248,7 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
     }
     let scale = 10u128.pow(fraction.len() as u32);
     let fraction_scaled = digits_value(fraction).unwrap_or(0) * u128::from(multiplier);
-    if fraction_scaled % scale != 0 {
+    if !fraction_scaled.is_multiple_of(scale) {
         return Err(fail(SizeErrorKind::NotWholeBytes));
     }
 
@@ -257,12 +271,17 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
 /// Returns a [`FractionError`] naming the value when it is not a number, is a
 /// percentage, is NaN or infinite, or lies outside (0, 1].
 pub fn parse_fraction(input: &str) -> Result<f64, FractionError> {
-    let fail = |kind| FractionError { input: input.to_owned(), kind };
+    let fail = |kind| FractionError {
+        input: input.to_owned(),
+        kind,
+    };
     let text = input.trim();
     if text.ends_with('%') {
         return Err(fail(FractionErrorKind::Percentage));
     }
-    let value: f64 = text.parse().map_err(|_| fail(FractionErrorKind::Malformed))?;
+    let value: f64 = text
+        .parse()
+        .map_err(|_| fail(FractionErrorKind::Malformed))?;
     if !value.is_finite() {
         return Err(fail(FractionErrorKind::NotFinite));
     }
@@ -289,7 +308,10 @@ pub fn format_bytes(bytes: u64) -> String {
 /// Returns the size of a unit spelled in any case, or `None` if unknown.
 fn unit_multiplier(unit: &str) -> Option<u64> {
     let upper = unit.to_ascii_uppercase();
-    UNITS.iter().find(|(name, _)| *name == upper).map(|&(_, size)| size)
+    UNITS
+        .iter()
+        .find(|(name, _)| *name == upper)
+        .map(|&(_, size)| size)
 }
 
 /// Returns the value of a string of ASCII digits, or `None` past `u128::MAX`.
@@ -392,7 +414,9 @@ mod tests {
 
     #[test]
     fn malformed_sizes_name_value_and_forms() {
-        for input in ["abc", "GiB", "+1", "1e9", ".5G", "1.G", "1.2.3", "1 000", "1_000"] {
+        for input in [
+            "abc", "GiB", "+1", "1e9", ".5G", "1.G", "1.2.3", "1 000", "1_000",
+        ] {
             let message = size_err(input);
             assert!(message.contains(&format!("\"{input}\"")), "{message}");
             assert!(message.contains("512MiB"), "{message}");

@@ -3,6 +3,7 @@
 //! No test here sets an environment variable (see `config_env.rs`), but the
 //! process may inherit `MEMPRESSURE_*` ones, so each parse clears them from
 //! the command first.
+#![cfg(feature = "clap")]
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -113,24 +114,48 @@ fn bad_values_are_refused_with_flag_value_and_rule() {
     let cases: &[(&str, &str)] = &[
         ("--memory-limit=0", "memory size \"0\" is zero"),
         ("--memory-limit=-1", "memory size \"-1\" is negative"),
-        ("--memory-limit=1.5", "memory size \"1.5\" is not a whole number of bytes"),
+        (
+            "--memory-limit=1.5",
+            "memory size \"1.5\" is not a whole number of bytes",
+        ),
         ("--memory-limit=0.3B", "is not a whole number of bytes"),
         ("--memory-limit=5XB", "unknown unit \"XB\""),
         ("--memory-limit=abc", "invalid memory size \"abc\""),
         ("--memory-limit=99999999999999999999", "is too large"),
         ("--memory-limit=", "memory size is empty"),
-        ("--memory-warning-threshold=0", "fraction \"0\" is out of range"),
-        ("--memory-warning-threshold=1.5", "fraction \"1.5\" is out of range"),
-        ("--memory-warning-threshold=NaN", "\"NaN\" is not a finite number"),
-        ("--memory-critical-threshold=inf", "\"inf\" is not a finite number"),
-        ("--memory-critical-threshold=high", "invalid fraction \"high\""),
-        ("--memory-critical-threshold=90%", "percentages are not accepted"),
+        (
+            "--memory-warning-threshold=0",
+            "fraction \"0\" is out of range",
+        ),
+        (
+            "--memory-warning-threshold=1.5",
+            "fraction \"1.5\" is out of range",
+        ),
+        (
+            "--memory-warning-threshold=NaN",
+            "\"NaN\" is not a finite number",
+        ),
+        (
+            "--memory-critical-threshold=inf",
+            "\"inf\" is not a finite number",
+        ),
+        (
+            "--memory-critical-threshold=high",
+            "invalid fraction \"high\"",
+        ),
+        (
+            "--memory-critical-threshold=90%",
+            "percentages are not accepted",
+        ),
         ("--memory-tick-ms=0", "0 is not in 1..=60000"),
         ("--memory-tick-ms=60001", "60001 is not in 1..=60000"),
         ("--memory-tick-ms=fast", "invalid digit found in string"),
         ("--memory-hysteresis=1", "hysteresis \"1\" is out of range"),
         ("--memory-hysteresis=-0.1", "(or 0 for no hysteresis)"),
-        ("--memory-min-dwell-ms=3600001", "3600001 is not in 0..=3600000"),
+        (
+            "--memory-min-dwell-ms=3600001",
+            "3600001 is not in 0..=3600000",
+        ),
         ("--metrics-prefix=1abc", "invalid metrics prefix \"1abc\""),
         ("--metrics-prefix=my-app", "[a-zA-Z_][a-zA-Z0-9_]*"),
         ("--metrics-prefix=__x", "not starting with __"),
@@ -141,7 +166,10 @@ fn bad_values_are_refused_with_flag_value_and_rule() {
         let text = error.to_string();
         let flag = arg.split('=').next().unwrap();
         assert_eq!(error.kind(), ErrorKind::ValueValidation, "{arg}: {text}");
-        assert!(text.contains(expected), "{arg}: {text:?} lacks {expected:?}");
+        assert!(
+            text.contains(expected),
+            "{arg}: {text:?} lacks {expected:?}"
+        );
         assert!(text.contains(flag), "{arg}: {text:?} lacks the flag");
         assert_eq!(error.exit_code(), 2, "{arg}");
     }
@@ -156,7 +184,10 @@ fn cross_field_rules_are_checked_by_validate() {
             "--memory-warning-threshold (0.9) must be below --memory-critical-threshold (0.9)",
         ),
         (
-            &["--memory-warning-threshold=0.95", "--memory-critical-threshold=0.5"],
+            &[
+                "--memory-warning-threshold=0.95",
+                "--memory-critical-threshold=0.5",
+            ],
             "--memory-warning-threshold (0.95) must be below --memory-critical-threshold (0.5)",
         ),
         (
@@ -181,7 +212,10 @@ fn parse_validated_reports_cross_field_errors_with_usage() {
     let text = error.to_string();
     assert_eq!(error.kind(), ErrorKind::ValueValidation);
     assert_eq!(error.exit_code(), 2);
-    assert!(text.contains("must be below --memory-critical-threshold (0.9)"), "{text}");
+    assert!(
+        text.contains("must be below --memory-critical-threshold (0.9)"),
+        "{text}"
+    );
     assert!(text.contains("Usage: host"), "{text}");
 
     let cli = MemoryArgs::try_parse_validated_from(["host"], |cli: &Cli| &cli.memory).unwrap();
@@ -193,17 +227,45 @@ fn help_names_unit_default_and_variable_of_every_flag() {
     let help = Cli::command().render_long_help().to_string();
     let flags = [
         ("--memory-limit <SIZE>", "MEMPRESSURE_MEMORY_LIMIT", None),
-        ("--memory-warning-threshold <FRACTION>", "MEMPRESSURE_MEMORY_WARNING_THRESHOLD", Some("0.8")),
-        ("--memory-critical-threshold <FRACTION>", "MEMPRESSURE_MEMORY_CRITICAL_THRESHOLD", Some("0.9")),
-        ("--memory-tick-ms <MS>", "MEMPRESSURE_MEMORY_TICK_MS", Some("100")),
-        ("--memory-hysteresis <FRACTION>", "MEMPRESSURE_MEMORY_HYSTERESIS", Some("0.05")),
-        ("--memory-min-dwell-ms <MS>", "MEMPRESSURE_MEMORY_MIN_DWELL_MS", Some("1000")),
-        ("--metrics-prefix <PREFIX>", "MEMPRESSURE_METRICS_PREFIX", Some("streamline")),
+        (
+            "--memory-warning-threshold <FRACTION>",
+            "MEMPRESSURE_MEMORY_WARNING_THRESHOLD",
+            Some("0.8"),
+        ),
+        (
+            "--memory-critical-threshold <FRACTION>",
+            "MEMPRESSURE_MEMORY_CRITICAL_THRESHOLD",
+            Some("0.9"),
+        ),
+        (
+            "--memory-tick-ms <MS>",
+            "MEMPRESSURE_MEMORY_TICK_MS",
+            Some("100"),
+        ),
+        (
+            "--memory-hysteresis <FRACTION>",
+            "MEMPRESSURE_MEMORY_HYSTERESIS",
+            Some("0.05"),
+        ),
+        (
+            "--memory-min-dwell-ms <MS>",
+            "MEMPRESSURE_MEMORY_MIN_DWELL_MS",
+            Some("1000"),
+        ),
+        (
+            "--metrics-prefix <PREFIX>",
+            "MEMPRESSURE_METRICS_PREFIX",
+            Some("streamline"),
+        ),
     ];
     for (flag, variable, default) in flags {
-        let start = help.find(flag).unwrap_or_else(|| panic!("{flag} missing from {help}"));
+        let start = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} missing from {help}"));
         let entry = &help[start..];
-        let end = entry[flag.len()..].find("  --").map_or(entry.len(), |i| i + flag.len());
+        let end = entry[flag.len()..]
+            .find("  --")
+            .map_or(entry.len(), |i| i + flag.len());
         let entry = &entry[..end];
         assert!(entry.contains(&format!("[env: {variable}")), "{entry}");
         if let Some(default) = default {
@@ -213,4 +275,3 @@ fn help_names_unit_default_and_variable_of_every_flag() {
     // The host keeps its own about text.
     assert!(help.contains("A host application"), "{help}");
 }
-

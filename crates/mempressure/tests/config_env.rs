@@ -3,6 +3,7 @@
 //! clap reads the variables when the command is built, so every test here
 //! sets variables, builds and parses under one lock and removes them again:
 //! tests in this file never see each other's variables.
+#![cfg(feature = "clap")]
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -39,7 +40,9 @@ struct EnvGuard {
 
 impl EnvGuard {
     fn set(vars: &[(&str, &str)]) -> Self {
-        let lock = ENV_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lock = ENV_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for name in VARIABLES {
             std::env::remove_var(name);
         }
@@ -95,7 +98,9 @@ fn a_flag_wins_over_its_variable() {
         ("MEMPRESSURE_MEMORY_TICK_MS", "50"),
         ("MEMPRESSURE_METRICS_PREFIX", "env_app"),
     ]);
-    let memory = parse(&["--memory-limit=1GiB", "--metrics-prefix=flag_app"]).unwrap().memory;
+    let memory = parse(&["--memory-limit=1GiB", "--metrics-prefix=flag_app"])
+        .unwrap()
+        .memory;
     assert_eq!(memory.memory_limit, Some(1 << 30));
     assert_eq!(memory.metrics_prefix, "flag_app");
     // A variable without a flag still applies beside them.
@@ -115,8 +120,13 @@ fn empty_variables_count_as_unset() {
     assert_eq!(memory.metrics_prefix, "streamline");
 
     // The help still names the ignored variable.
-    let help = <Cli as clap::CommandFactory>::command().render_help().to_string();
-    assert!(help.contains("[env: MEMPRESSURE_MEMORY_LIMIT (empty: ignored)]"), "{help}");
+    let help = <Cli as clap::CommandFactory>::command()
+        .render_help()
+        .to_string();
+    assert!(
+        help.contains("[env: MEMPRESSURE_MEMORY_LIMIT (empty: ignored)]"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -127,7 +137,10 @@ fn a_bad_variable_is_refused_like_a_bad_flag() {
     assert_eq!(error.exit_code(), 2);
     let text = error.to_string();
     assert!(text.contains("--memory-limit"), "{text}");
-    assert!(text.contains("memory size \"0.3B\" is not a whole number of bytes"), "{text}");
+    assert!(
+        text.contains("memory size \"0.3B\" is not a whole number of bytes"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -135,9 +148,9 @@ fn variables_take_part_in_cross_field_validation() {
     let _env = EnvGuard::set(&[("MEMPRESSURE_MEMORY_CRITICAL_THRESHOLD", "0.75")]);
     let error = parse(&[]).unwrap().memory.validate().unwrap_err();
     assert!(
-        error
-            .to_string()
-            .contains("--memory-warning-threshold (0.8) must be below --memory-critical-threshold (0.75)"),
+        error.to_string().contains(
+            "--memory-warning-threshold (0.8) must be below --memory-critical-threshold (0.75)"
+        ),
         "{error}"
     );
 }

@@ -1,13 +1,19 @@
 //! The exact metric names, labels and help texts the recorder emits, read
 //! from the Prometheus scrape text without HTTP.
+#![cfg(feature = "prometheus")]
 
 use mempressure::jemalloc::JemallocStats;
 use mempressure::level::PressureLevel;
 use mempressure::metrics::{MetricsRecorder, ProcessMemory, TickMetrics};
 use mempressure::prometheus::render_with;
 
-const COMPONENTS: [&str; 5] =
-    ["connections", "request_buffers", "segment_cache", "index_cache", "other"];
+const COMPONENTS: [&str; 5] = [
+    "connections",
+    "request_buffers",
+    "segment_cache",
+    "index_cache",
+    "other",
+];
 
 /// A tick with every optional figure present.
 fn full_tick<'a>(
@@ -45,7 +51,9 @@ fn full_tick<'a>(
 
 /// The sample lines (no comments) of a scrape text.
 fn samples(text: &str) -> Vec<&str> {
-    text.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect()
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .collect()
 }
 
 fn has_sample(text: &str, series: &str, value: &str) -> bool {
@@ -59,18 +67,36 @@ fn a_tick_emits_the_seed_names_with_their_labels() {
     let text = render_with(|| recorder.record_tick(&full_tick(&components, &[])));
 
     for (series, value) in [
-        (r#"streamline_process_memory_bytes{type="resident"}"#, "950000000"),
-        (r#"streamline_process_memory_bytes{type="virtual"}"#, "4000000000"),
-        (r#"streamline_memory_bytes{component="connections"}"#, "1000"),
-        (r#"streamline_memory_bytes{component="request_buffers"}"#, "0"),
-        (r#"streamline_memory_bytes{component="segment_cache"}"#, "5000"),
+        (
+            r#"streamline_process_memory_bytes{type="resident"}"#,
+            "950000000",
+        ),
+        (
+            r#"streamline_process_memory_bytes{type="virtual"}"#,
+            "4000000000",
+        ),
+        (
+            r#"streamline_memory_bytes{component="connections"}"#,
+            "1000",
+        ),
+        (
+            r#"streamline_memory_bytes{component="request_buffers"}"#,
+            "0",
+        ),
+        (
+            r#"streamline_memory_bytes{component="segment_cache"}"#,
+            "5000",
+        ),
         (r#"streamline_memory_bytes{component="index_cache"}"#, "0"),
         (r#"streamline_memory_bytes{component="other"}"#, "7"),
         (r#"streamline_memory_pressure{level="normal"}"#, "0"),
         (r#"streamline_memory_pressure{level="warning"}"#, "1"),
         (r#"streamline_memory_pressure{level="critical"}"#, "0"),
     ] {
-        assert!(has_sample(&text, series, value), "{series} {value} missing from\n{text}");
+        assert!(
+            has_sample(&text, series, value),
+            "{series} {value} missing from\n{text}"
+        );
     }
 }
 
@@ -87,8 +113,14 @@ fn a_tick_emits_budget_correction_and_readings() {
         ("streamline_memory_usage_bytes", "900000000"),
         ("streamline_memory_tracked_bytes", "880000000"),
         ("streamline_memory_correction_bytes", "-12345"),
-        (r#"streamline_memory_reserved_bytes{component="request_buffers"}"#, "4096"),
-        (r#"streamline_memory_reserved_bytes{component="connections"}"#, "0"),
+        (
+            r#"streamline_memory_reserved_bytes{component="request_buffers"}"#,
+            "4096",
+        ),
+        (
+            r#"streamline_memory_reserved_bytes{component="connections"}"#,
+            "0",
+        ),
         ("streamline_process_anonymous_resident_bytes", "920000000"),
         ("streamline_jemalloc_allocated_bytes", "870000000"),
         ("streamline_jemalloc_active_bytes", "880000000"),
@@ -99,9 +131,15 @@ fn a_tick_emits_budget_correction_and_readings() {
         ("streamline_cgroup_memory_usage_bytes", "960000000"),
         ("streamline_cgroup_memory_limit_bytes", "2147483648"),
         ("streamline_memory_monitor_tick_seconds_count", "1"),
-        (r#"streamline_memory_monitor_tick_seconds_bucket{le="0.0005"}"#, "1"),
+        (
+            r#"streamline_memory_monitor_tick_seconds_bucket{le="0.0005"}"#,
+            "1",
+        ),
     ] {
-        assert!(has_sample(&text, series, value), "{series} {value} missing from\n{text}");
+        assert!(
+            has_sample(&text, series, value),
+            "{series} {value} missing from\n{text}"
+        );
     }
 }
 
@@ -115,10 +153,18 @@ fn missing_readings_are_left_out_rather_than_zero() {
     tick.cgroup_limit_bytes = None;
     let text = render_with(|| recorder.record_tick(&tick));
 
-    for absent in ["jemalloc_", "cgroup_", "process_memory_bytes", "anonymous_resident"] {
+    for absent in [
+        "jemalloc_",
+        "cgroup_",
+        "process_memory_bytes",
+        "anonymous_resident",
+    ] {
         assert!(!text.contains(absent), "{absent} present in\n{text}");
     }
-    assert!(has_sample(&text, "streamline_memory_usage_bytes", "900000000"), "{text}");
+    assert!(
+        has_sample(&text, "streamline_memory_usage_bytes", "900000000"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -137,19 +183,37 @@ fn events_are_counted_with_bounded_labels() {
 
     let transitions = "streamline_memory_pressure_transitions_total";
     for (series, value) in [
-        (format!(r#"{transitions}{{from="normal",to="warning"}}"#), "2"),
-        (format!(r#"{transitions}{{from="warning",to="critical"}}"#), "1"),
-        (format!(r#"{transitions}{{from="critical",to="normal"}}"#), "0"),
-        ("streamline_memory_rejected_connections_total".to_owned(), "1"),
+        (
+            format!(r#"{transitions}{{from="normal",to="warning"}}"#),
+            "2",
+        ),
+        (
+            format!(r#"{transitions}{{from="warning",to="critical"}}"#),
+            "1",
+        ),
+        (
+            format!(r#"{transitions}{{from="critical",to="normal"}}"#),
+            "0",
+        ),
+        (
+            "streamline_memory_rejected_connections_total".to_owned(),
+            "1",
+        ),
         (
             r#"streamline_memory_reservation_failures_total{component="request_buffers"}"#
                 .to_owned(),
             "1",
         ),
-        (r#"streamline_memory_reservation_failures_total{component="other"}"#.to_owned(), "1"),
+        (
+            r#"streamline_memory_reservation_failures_total{component="other"}"#.to_owned(),
+            "1",
+        ),
         ("streamline_memory_reclaimed_bytes_total".to_owned(), "5120"),
     ] {
-        assert!(has_sample(&text, &series, value), "{series} {value} missing from\n{text}");
+        assert!(
+            has_sample(&text, &series, value),
+            "{series} {value} missing from\n{text}"
+        );
     }
     assert!(!text.contains("undeclared"), "{text}");
     assert_eq!(recorder.components(), &COMPONENTS);
@@ -160,7 +224,10 @@ fn undeclared_components_in_a_tick_count_as_other() {
     let recorder = MetricsRecorder::new("streamline", &["connections"]).unwrap();
     let components = [("connections", 10), ("mystery", 5), ("other", 1)];
     let text = render_with(|| recorder.record_tick(&full_tick(&components, &[])));
-    assert!(has_sample(&text, r#"streamline_memory_bytes{component="other"}"#, "6"), "{text}");
+    assert!(
+        has_sample(&text, r#"streamline_memory_bytes{component="other"}"#, "6"),
+        "{text}"
+    );
     assert!(!text.contains("mystery"), "{text}");
 }
 
@@ -176,14 +243,24 @@ fn every_metric_has_help_text_and_a_type() {
         .map(|line| line.split(['{', ' ']).next().unwrap_or_default())
         .map(|name| {
             let histogram = "streamline_memory_monitor_tick_seconds";
-            if name.starts_with(histogram) { histogram } else { name }
+            if name.starts_with(histogram) {
+                histogram
+            } else {
+                name
+            }
         })
         .collect();
     families.dedup();
     assert_eq!(families.len(), 24, "{families:?}");
     for family in families {
-        assert!(text.contains(&format!("# HELP {family} ")), "no HELP for {family}\n{text}");
-        assert!(text.contains(&format!("# TYPE {family} ")), "no TYPE for {family}\n{text}");
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no HELP for {family}\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no TYPE for {family}\n{text}"
+        );
     }
 }
 
@@ -191,11 +268,19 @@ fn every_metric_has_help_text_and_a_type() {
 fn the_prefix_is_configurable_and_checked() {
     let recorder = MetricsRecorder::new("my_app", &COMPONENTS).unwrap();
     let text = render_with(|| recorder.record_rejected_connection());
-    assert!(has_sample(&text, "my_app_memory_rejected_connections_total", "1"), "{text}");
+    assert!(
+        has_sample(&text, "my_app_memory_rejected_connections_total", "1"),
+        "{text}"
+    );
     assert!(!text.contains("streamline"), "{text}");
 
     for bad in ["", "1abc", "my-app", "__reserved", "a b"] {
-        let error = MetricsRecorder::new(bad, &COMPONENTS).unwrap_err().to_string();
-        assert!(error.contains(&format!("invalid metrics prefix \"{bad}\"")), "{error}");
+        let error = MetricsRecorder::new(bad, &COMPONENTS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("invalid metrics prefix \"{bad}\"")),
+            "{error}"
+        );
     }
 }

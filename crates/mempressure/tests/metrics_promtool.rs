@@ -5,6 +5,7 @@
 //! These tests need Debian's `prometheus` package (`promtool`, `prometheus`
 //! on PATH). Without it they fail, unless `MEMPRESSURE_SKIP_PROMETHEUS=1` is
 //! set: then they say they were skipped and pass.
+#![cfg(feature = "prometheus")]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,7 +25,9 @@ const PROMETHEUS_WAIT: Duration = Duration::from_secs(30);
 /// asked for. Panics with instructions when it is missing otherwise.
 fn find_tool(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| p.is_file());
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file());
     if found.is_some() {
         return found;
     }
@@ -43,7 +46,12 @@ fn server() -> &'static MetricsServer {
     static SERVER: OnceLock<MetricsServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let server = serve(SocketAddr::from(([127, 0, 0, 1], 0))).expect("serve on loopback");
-        let components = ["connections", "request_buffers", "segment_cache", "index_cache"];
+        let components = [
+            "connections",
+            "request_buffers",
+            "segment_cache",
+            "index_cache",
+        ];
         let recorder = MetricsRecorder::new("streamline", &components).expect("valid prefix");
         recorder.record_transition(PressureLevel::Normal, PressureLevel::Warning);
         recorder.record_tick(&TickMetrics {
@@ -74,7 +82,10 @@ fn server() -> &'static MetricsServer {
 fn http_get(addr: SocketAddr, target: &str) -> std::io::Result<(String, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
@@ -88,7 +99,9 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let path = std::env::temp_dir().join(format!("{name}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).expect("create temporary directory");
         TempDir(path)
@@ -124,10 +137,15 @@ fn docs_dir() -> PathBuf {
 
 #[test]
 fn scrape_passes_promtool_check_metrics() {
-    let Some(promtool) = find_tool("promtool") else { return };
+    let Some(promtool) = find_tool("promtool") else {
+        return;
+    };
     let (status, body) = http_get(server().local_addr(), "/metrics").expect("scrape");
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(body.contains(r#"streamline_memory_pressure{level="warning"} 1"#), "{body}");
+    assert!(
+        body.contains(r#"streamline_memory_pressure{level="warning"} 1"#),
+        "{body}"
+    );
 
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
@@ -136,14 +154,22 @@ fn scrape_passes_promtool_check_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run promtool");
-    child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("write scrape");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write scrape");
     let output = child.wait_with_output().expect("wait for promtool");
     let problems = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "promtool failed: {problems}\n{body}");
+    assert!(
+        output.status.success(),
+        "promtool failed: {problems}\n{body}"
+    );
     assert_eq!(problems.trim(), "", "promtool found problems in\n{body}");
 }
 
@@ -154,7 +180,10 @@ fn other_paths_and_methods_are_refused() {
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     let (status, body) = http_get(addr, "/metrics?x=1").expect("request with query");
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(body.contains("streamline_memory_limit_bytes 1073741824"), "{body}");
+    assert!(
+        body.contains("streamline_memory_limit_bytes 1073741824"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -162,16 +191,22 @@ fn a_second_serve_is_an_error_not_a_panic() {
     // The address in use is reported first.
     let addr = server().local_addr();
     let error = serve(addr).unwrap_err();
-    assert!(error.to_string().contains(&format!("cannot listen for metrics scrapes on {addr}")));
+    assert!(error
+        .to_string()
+        .contains(&format!("cannot listen for metrics scrapes on {addr}")));
 
     // A free address fails on the recorder already installed.
     let error = serve(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap_err();
-    assert!(error.to_string().contains("a global metrics recorder is already installed"));
+    assert!(error
+        .to_string()
+        .contains("a global metrics recorder is already installed"));
 }
 
 #[test]
 fn a_real_prometheus_server_scrapes_the_endpoint() {
-    let Some(prometheus) = find_tool("prometheus") else { return };
+    let Some(prometheus) = find_tool("prometheus") else {
+        return;
+    };
     let target = server().local_addr();
     let dir = TempDir::new("mempressure-prometheus");
     let config = dir.0.join("prometheus.yml");
@@ -188,7 +223,10 @@ fn a_real_prometheus_server_scrapes_the_endpoint() {
     let log = std::fs::File::create(dir.0.join("prometheus.log")).expect("log file");
     let child = Command::new(prometheus)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.0.join("data").display()
+        ))
         .arg(format!("--web.listen-address={web}"))
         .stdout(log.try_clone().expect("log file"))
         .stderr(log)
@@ -215,9 +253,14 @@ fn a_real_prometheus_server_scrapes_the_endpoint() {
 
 #[test]
 fn alert_rules_pass_promtool_checks_and_unit_tests() {
-    let Some(promtool) = find_tool("promtool") else { return };
+    let Some(promtool) = find_tool("promtool") else {
+        return;
+    };
     let docs = docs_dir();
-    for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]] {
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
         let output = Command::new(&promtool)
             .args(args)
             .current_dir(&docs)
