@@ -113,7 +113,7 @@ pub struct MemoryArgs {
     )]
     pub memory_min_dwell_ms: u64,
 
-    /// Prefix of every exported metric name, matching [a-zA-Z_][a-zA-Z0-9_]*
+    /// Prefix of every exported metric name, matching `[a-zA-Z_][a-zA-Z0-9_]*`
     #[arg(
         long,
         value_name = "PREFIX",
