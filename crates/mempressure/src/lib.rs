@@ -71,3 +71,5 @@ pub mod subscribe;
 pub mod args;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
