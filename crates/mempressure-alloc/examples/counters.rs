@@ -28,7 +28,11 @@ fn show(step: &str) {
             format!("{name}={}", snap.component_bytes(id))
         })
         .collect();
-    println!("{step:<44} total={:<9} {}", snap.total_bytes(), parts.join(" "));
+    println!(
+        "{step:<44} total={:<9} {}",
+        snap.total_bytes(),
+        parts.join(" ")
+    );
 }
 
 fn main() {

@@ -41,6 +41,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, SharedString
 
 use crate::jemalloc::JemallocStats;
 use crate::level::PressureLevel;
+use crate::os::ProcessMemory;
 
 /// The prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "streamline";
@@ -48,23 +49,6 @@ pub const DEFAULT_PREFIX: &str = "streamline";
 /// The catch-all component: bytes outside every declared component, and the
 /// label used for any component name that was not declared.
 pub const OTHER_COMPONENT: &str = "other";
-
-/// One reading of the process's memory by the operating system.
-///
-/// Defined here for the metrics until the OS readings module offers its own
-/// type; the fields are what [`MetricsRecorder::record_tick`] exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ProcessMemory {
-    /// Resident set size in bytes (`VmRSS` on Linux, `resident_size` on
-    /// macOS).
-    pub resident_bytes: u64,
-    /// Virtual memory size in bytes (`VmSize` on Linux, `virtual_size` on
-    /// macOS).
-    pub virtual_bytes: u64,
-    /// Anonymous resident bytes (`RssAnon` on Linux), when known: resident
-    /// memory that is not file-backed and so cannot be dropped by the kernel.
-    pub anonymous_resident_bytes: Option<u64>,
-}
 
 /// Everything the monitor exports after one tick.
 #[derive(Debug, Clone, Copy)]
@@ -257,7 +241,7 @@ impl MetricsRecorder {
             let name = &names.process_memory;
             metrics::gauge!(name.clone(), "type" => "resident").set(process.resident_bytes as f64);
             metrics::gauge!(name.clone(), "type" => "virtual").set(process.virtual_bytes as f64);
-            if let Some(anonymous) = process.anonymous_resident_bytes {
+            if let Some(anonymous) = process.anon_resident_bytes {
                 gauge(&names.process_anonymous_resident, anonymous as f64);
             }
         }

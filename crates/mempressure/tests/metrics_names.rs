@@ -4,7 +4,8 @@
 
 use mempressure::jemalloc::JemallocStats;
 use mempressure::level::PressureLevel;
-use mempressure::metrics::{MetricsRecorder, ProcessMemory, TickMetrics};
+use mempressure::metrics::{MetricsRecorder, TickMetrics};
+use mempressure::os::ProcessMemory;
 use mempressure::prometheus::render_with;
 
 const COMPONENTS: [&str; 5] = [
@@ -33,7 +34,8 @@ fn full_tick<'a>(
         process: Some(ProcessMemory {
             resident_bytes: 950_000_000,
             virtual_bytes: 4_000_000_000,
-            anonymous_resident_bytes: Some(920_000_000),
+            anon_resident_bytes: Some(920_000_000),
+            ..Default::default()
         }),
         jemalloc: Some(JemallocStats {
             allocated_bytes: 870_000_000,

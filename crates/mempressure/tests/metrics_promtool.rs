@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mempressure::level::PressureLevel;
-use mempressure::metrics::{MetricsRecorder, ProcessMemory, TickMetrics};
+use mempressure::metrics::{MetricsRecorder, TickMetrics};
+use mempressure::os::ProcessMemory;
 use mempressure::prometheus::{serve, MetricsServer};
 
 /// How long the Prometheus server gets to start and scrape once.
@@ -67,7 +68,8 @@ fn server() -> &'static MetricsServer {
             process: Some(ProcessMemory {
                 resident_bytes: 950_000_000,
                 virtual_bytes: 4_000_000_000,
-                anonymous_resident_bytes: Some(920_000_000),
+                anon_resident_bytes: Some(920_000_000),
+                ..Default::default()
             }),
             jemalloc: None,
             cgroup_usage_bytes: Some(960_000_000),

@@ -93,13 +93,23 @@ fn levels_follow_usage_and_subscribers_see_every_transition_in_order() {
     assert_eq!(monitor.level(), PressureLevel::Critical);
     set(&fake, 100_000, 200_000);
     ticker.tick(t0 + Duration::from_millis(300));
-    assert_eq!(monitor.level(), PressureLevel::Critical, "dwell holds the level");
+    assert_eq!(
+        monitor.level(),
+        PressureLevel::Critical,
+        "dwell holds the level"
+    );
     ticker.tick(t0 + Duration::from_millis(1300));
 
     // Assert
     assert_eq!(monitor.level(), PressureLevel::Normal);
     let first = sub.try_recv().unwrap();
-    assert!(matches!(first, Event::Current { level: PressureLevel::Normal, sequence: 0 }));
+    assert!(matches!(
+        first,
+        Event::Current {
+            level: PressureLevel::Normal,
+            sequence: 0
+        }
+    ));
     let mut seen = Vec::new();
     while let Ok(Event::Transition(t)) = sub.try_recv() {
         seen.push((t.from, t.to, t.sequence, t.reason.decided_by, t.usage_bytes));
@@ -139,7 +149,10 @@ fn a_crossing_between_ticks_uses_the_tracked_total_and_last_correction() {
 fn reclaimers_are_asked_gently_at_warning_and_hard_at_critical() {
     let fake = Fake::default();
     let (monitor, mut ticker) = Monitor::manual(config(), Box::new(fake.clone())).unwrap();
-    let cache = Arc::new(Cache { asked: Mutex::new(Vec::new()), frees_bytes: 10 });
+    let cache = Arc::new(Cache {
+        asked: Mutex::new(Vec::new()),
+        frees_bytes: 10,
+    });
     let _handle = monitor.register_reclaimer(cache.clone());
     let t0 = Instant::now();
 
@@ -150,7 +163,10 @@ fn reclaimers_are_asked_gently_at_warning_and_hard_at_critical() {
     set(&fake, 0, 920_000);
     ticker.tick(t0 + Duration::from_millis(200));
 
-    assert_eq!(*cache.asked.lock().unwrap(), vec![Urgency::Gentle, Urgency::Hard]);
+    assert_eq!(
+        *cache.asked.lock().unwrap(),
+        vec![Urgency::Gentle, Urgency::Hard]
+    );
     assert_eq!(monitor.reclaimed_bytes(), 20);
 }
 
@@ -159,7 +175,10 @@ fn stuck_at_critical_purges_then_asks_for_everything() {
     // Arrange: a cache that frees nothing, usage pinned above critical.
     let fake = Fake::default();
     let (monitor, mut ticker) = Monitor::manual(config(), Box::new(fake.clone())).unwrap();
-    let cache = Arc::new(Cache { asked: Mutex::new(Vec::new()), frees_bytes: 0 });
+    let cache = Arc::new(Cache {
+        asked: Mutex::new(Vec::new()),
+        frees_bytes: 0,
+    });
     let _handle = monitor.register_reclaimer(cache.clone());
     set(&fake, 0, 950_000);
     let t0 = Instant::now();
@@ -175,15 +194,23 @@ fn stuck_at_critical_purges_then_asks_for_everything() {
     assert!(fake.purges.load(Ordering::Relaxed) >= 1);
     let asked = cache.asked.lock().unwrap();
     let first_desperate = asked.iter().position(|u| *u == Urgency::Desperate);
-    assert!(first_desperate.is_some(), "never asked for everything: {asked:?}");
-    assert!(asked[..first_desperate.unwrap()].iter().all(|u| *u == Urgency::Hard));
+    assert!(
+        first_desperate.is_some(),
+        "never asked for everything: {asked:?}"
+    );
+    assert!(asked[..first_desperate.unwrap()]
+        .iter()
+        .all(|u| *u == Urgency::Hard));
 }
 
 #[test]
 fn relief_resets_the_stuck_clock() {
     let fake = Fake::default();
     let (monitor, mut ticker) = Monitor::manual(config(), Box::new(fake.clone())).unwrap();
-    let cache = Arc::new(Cache { asked: Mutex::new(Vec::new()), frees_bytes: 0 });
+    let cache = Arc::new(Cache {
+        asked: Mutex::new(Vec::new()),
+        frees_bytes: 0,
+    });
     let _handle = monitor.register_reclaimer(cache.clone());
     let t0 = Instant::now();
 

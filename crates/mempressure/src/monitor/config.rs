@@ -6,8 +6,13 @@ use mempressure_alloc::ComponentSet;
 
 /// The component names used when the host declares none: the four the
 /// original request names, behind the catch-all.
-pub const DEFAULT_COMPONENT_NAMES: &[&str] =
-    &["other", "connections", "request_buffers", "segment_cache", "index_cache"];
+pub const DEFAULT_COMPONENT_NAMES: &[&str] = &[
+    "other",
+    "connections",
+    "request_buffers",
+    "segment_cache",
+    "index_cache",
+];
 
 /// Settings of a [`Monitor`](super::Monitor), with the defaults of the
 /// command-line flags.
@@ -125,6 +130,21 @@ impl MonitorConfig {
     pub fn metrics_prefix(mut self, prefix: Option<String>) -> Self {
         self.metrics_prefix = prefix;
         self
+    }
+
+    /// The settings the memory flags name; the rest keep their defaults.
+    #[cfg(feature = "clap")]
+    pub fn from_args(args: &crate::args::MemoryArgs) -> Self {
+        MonitorConfig::new()
+            .limit_bytes_opt(args.memory_limit)
+            .thresholds(
+                args.memory_warning_threshold,
+                args.memory_critical_threshold,
+            )
+            .hysteresis(args.memory_hysteresis)
+            .min_dwell(args.min_dwell())
+            .tick(args.tick())
+            .metrics_prefix(Some(args.metrics_prefix.clone()))
     }
 
     /// Sets how many transitions a lagging subscriber may fall behind.

@@ -85,8 +85,9 @@ impl MonitorCore {
         // Read everything and decide the usage figure.
         let sample = self.sampler.sample();
         let usage = decide_usage(&sample, self.count_cgroup);
-        self.correction_bytes =
-            usage.measured_bytes.map_or(0, |m| m as i64 - sample.tracked_bytes as i64);
+        self.correction_bytes = usage
+            .measured_bytes
+            .map_or(0, |m| m as i64 - sample.tracked_bytes as i64);
         self.last_components = sample.components;
 
         // Decide the level, then act on it.
@@ -99,7 +100,22 @@ impl MonitorCore {
         let reading = self.reading(&sample, usage, started.elapsed());
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.shared.metrics {
-            metrics.record_reading(&reading);
+            metrics.record_tick(&crate::metrics::TickMetrics {
+                limit_bytes: reading.limit_bytes,
+                warning_bytes: reading.warning_bytes,
+                critical_bytes: reading.critical_bytes,
+                usage_bytes: reading.usage_bytes,
+                tracked_bytes: reading.tracked_bytes,
+                correction_bytes: reading.correction_bytes,
+                level: reading.level,
+                components: &reading.components,
+                reserved: &reading.reserved,
+                process: reading.process,
+                jemalloc: reading.jemalloc,
+                cgroup_usage_bytes: reading.cgroup.as_ref().and_then(|c| c.usage_bytes),
+                cgroup_limit_bytes: reading.cgroup.as_ref().and_then(|c| c.limit_bytes),
+                tick_seconds: reading.tick_duration.as_secs_f64(),
+            });
         }
         if let Ok(mut slot) = self.shared.reading.lock() {
             *slot = reading;
@@ -113,11 +129,7 @@ impl MonitorCore {
         let usage_bytes = tracked.saturating_add(self.correction_bytes.max(0) as u64);
         let usage = Usage {
             usage_bytes,
-            decided_by: if self.correction_bytes > 0 {
-                UsageSource::Tracked
-            } else {
-                UsageSource::Tracked
-            },
+            decided_by: UsageSource::Tracked,
             measured_bytes: None,
         };
         if let Some(transition) = self.evaluate(usage, tracked, now) {
@@ -131,7 +143,9 @@ impl MonitorCore {
     /// Runs the state machine on `usage`; publishes and logs a transition.
     fn evaluate(&mut self, usage: Usage, tracked_bytes: u64, now: Instant) -> Option<Transition> {
         self.shared.tracker.set_usage_bytes(usage.usage_bytes);
-        self.shared.usage_bytes.store(usage.usage_bytes, Ordering::Relaxed);
+        self.shared
+            .usage_bytes
+            .store(usage.usage_bytes, Ordering::Relaxed);
         let LevelChange { from, to, sequence } = self.machine.observe(usage.usage_bytes, now)?;
         let transition = Transition {
             from,
@@ -196,7 +210,9 @@ impl MonitorCore {
         }
         let outcome = self.shared.reclaimers.reclaim(target.max(1), urgency);
         if outcome.freed_bytes > 0 {
-            self.shared.reclaimed_bytes.fetch_add(outcome.freed_bytes, Ordering::Relaxed);
+            self.shared
+                .reclaimed_bytes
+                .fetch_add(outcome.freed_bytes, Ordering::Relaxed);
             #[cfg(feature = "metrics")]
             if let Some(metrics) = &self.shared.metrics {
                 metrics.record_reclaimed(outcome.freed_bytes);
@@ -216,7 +232,10 @@ impl MonitorCore {
         let (since, at_usage) = *self.stuck.since.get_or_insert((now, usage_bytes));
         let relieved = (usage_bytes as f64) < at_usage as f64 * (1.0 - RELIEF_FRACTION);
         if relieved {
-            self.stuck = Stuck { since: Some((now, usage_bytes)), ..Stuck::default() };
+            self.stuck = Stuck {
+                since: Some((now, usage_bytes)),
+                ..Stuck::default()
+            };
             return;
         }
         if now.duration_since(since) < self.stuck_after {
@@ -225,13 +244,21 @@ impl MonitorCore {
         match self.stuck.stage {
             0 => {
                 let purged = self.sampler.purge();
-                tracing::warn!(usage_bytes, purged, "critical holds: purged allocator arenas");
+                tracing::warn!(
+                    usage_bytes,
+                    purged,
+                    "critical holds: purged allocator arenas"
+                );
                 self.stuck.stage = 1;
                 self.stuck.since = Some((now, usage_bytes));
             }
             1 => {
                 let freed_bytes = self.reclaim(usage_bytes, Urgency::Desperate);
-                tracing::warn!(usage_bytes, freed_bytes, "critical holds: asked reclaimers for all");
+                tracing::warn!(
+                    usage_bytes,
+                    freed_bytes,
+                    "critical holds: asked reclaimers for all"
+                );
                 self.stuck.stage = 2;
                 self.stuck.since = Some((now, usage_bytes));
             }
@@ -265,9 +292,10 @@ impl MonitorCore {
         let to_tracked = |usage_bytes: u64| (usage_bytes as i64).saturating_sub(correction);
         let (low, high) = match self.machine.level() {
             PressureLevel::Normal => (i64::MIN, to_tracked(config.warning_bytes())),
-            PressureLevel::Warning => {
-                (to_tracked(config.warning_exit_bytes()), to_tracked(config.critical_bytes()))
-            }
+            PressureLevel::Warning => (
+                to_tracked(config.warning_exit_bytes()),
+                to_tracked(config.critical_bytes()),
+            ),
             PressureLevel::Critical => (to_tracked(config.critical_exit_bytes()), i64::MAX),
         };
         mempressure_alloc::set_watermarks(low, high);
@@ -281,7 +309,7 @@ impl MonitorCore {
             .filter(|(_, bytes)| *bytes > 0)
             .map(|(name, bytes)| (*name, bytes))
             .collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
         top.truncate(TOP_COMPONENTS);
         top
     }

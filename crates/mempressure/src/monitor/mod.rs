@@ -87,6 +87,9 @@ pub enum StartError {
     Budget(BudgetError),
     /// The monitor thread could not be spawned.
     Thread(std::io::Error),
+    /// The metric name prefix is not a valid Prometheus name prefix.
+    #[cfg(feature = "metrics")]
+    MetricsPrefix(crate::metrics::PrefixError),
 }
 
 impl std::fmt::Display for StartError {
@@ -95,6 +98,8 @@ impl std::fmt::Display for StartError {
             StartError::Config(e) => write!(f, "invalid memory configuration: {e}"),
             StartError::Budget(e) => write!(f, "no memory budget: {e}"),
             StartError::Thread(e) => write!(f, "could not start the monitor thread: {e}"),
+            #[cfg(feature = "metrics")]
+            StartError::MetricsPrefix(e) => write!(f, "{e}"),
         }
     }
 }
@@ -105,6 +110,8 @@ impl std::error::Error for StartError {
             StartError::Config(e) => Some(e),
             StartError::Budget(e) => Some(e),
             StartError::Thread(e) => Some(e),
+            #[cfg(feature = "metrics")]
+            StartError::MetricsPrefix(e) => Some(e),
         }
     }
 }
@@ -239,12 +246,19 @@ impl Monitor {
         );
 
         // What handles and the thread share.
+        #[cfg(feature = "metrics")]
+        let metrics = match config.metrics_prefix.as_deref() {
+            Some(prefix) => Some(
+                crate::metrics::MetricsRecorder::new(prefix, config.components)
+                    .map_err(StartError::MetricsPrefix)?,
+            ),
+            None => None,
+        };
         let capacity = NonZeroUsize::new(config.subscriber_capacity).unwrap_or(NonZeroUsize::MIN);
         let publisher = Publisher::with_capacity(PressureLevel::Normal, capacity);
         let level = publisher.level_handle();
         let usage = Arc::new(AtomicU64::new(0));
-        let tracker =
-            MemoryTracker::with_sources(&levels, config.components, usage, level.clone());
+        let tracker = MemoryTracker::with_sources(&levels, config.components, usage, level.clone());
         let count_cgroup = matches!(budget.source, BudgetSource::Cgroup { .. });
         let shared = Arc::new(Shared {
             level,
@@ -258,10 +272,7 @@ impl Monitor {
             components: config.components,
             budget,
             #[cfg(feature = "metrics")]
-            metrics: config
-                .metrics_prefix
-                .as_deref()
-                .map(|p| crate::metrics::MetricsRecorder::new(p, config.components)),
+            metrics,
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
@@ -308,12 +319,30 @@ impl Monitor {
         component: impl Into<mempressure_alloc::ComponentId>,
         bytes: u64,
     ) -> Result<Reservation, ReserveError> {
-        self.shared.tracker.try_reserve(component.into().index(), bytes)
+        let component = component.into().index();
+        let result = self.shared.tracker.try_reserve(component, bytes);
+        #[cfg(feature = "metrics")]
+        if let (Err(error), Some(metrics)) = (&result, &self.shared.metrics) {
+            if error.is_pressure() {
+                let name = self
+                    .shared
+                    .components
+                    .get(component)
+                    .copied()
+                    .unwrap_or("other");
+                metrics.record_failed_reservation(name);
+            }
+        }
+        result
     }
 
     /// The last tick's reading.
     pub fn reading(&self) -> MonitorReading {
-        self.shared.reading.lock().map(|r| r.clone()).unwrap_or_default()
+        self.shared
+            .reading
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// The usage figure as of the last tick or crossing.
@@ -338,7 +367,9 @@ impl Monitor {
 
     /// Counts a connection the host turned away under pressure.
     pub fn record_rejected_connection(&self) {
-        self.shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.shared.metrics {
             metrics.record_rejected_connection();
@@ -354,7 +385,12 @@ impl Monitor {
     /// was. Calling it again does nothing.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        let handle = self.shared.thread.lock().ok().and_then(|mut slot| slot.take());
+        let handle = self
+            .shared
+            .thread
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
         if let Some(handle) = handle {
             handle.thread().unpark();
             let _ = handle.join();

@@ -86,11 +86,23 @@ pub fn decide_usage(sample: &Sample, count_cgroup: bool) -> Usage {
     // The process: the most specific figure the platform has.
     if let Some(process) = &sample.process {
         if process.phys_footprint_bytes.is_some() {
-            consider(&mut measured, process.phys_footprint_bytes, UsageSource::PhysFootprint);
+            consider(
+                &mut measured,
+                process.phys_footprint_bytes,
+                UsageSource::PhysFootprint,
+            );
         } else if process.anon_resident_bytes.is_some() {
-            consider(&mut measured, process.anon_resident_bytes, UsageSource::AnonResident);
+            consider(
+                &mut measured,
+                process.anon_resident_bytes,
+                UsageSource::AnonResident,
+            );
         } else {
-            consider(&mut measured, Some(process.resident_bytes), UsageSource::ProcessResident);
+            consider(
+                &mut measured,
+                Some(process.resident_bytes),
+                UsageSource::ProcessResident,
+            );
         }
     }
 
@@ -106,13 +118,19 @@ pub fn decide_usage(sample: &Sample, count_cgroup: bool) -> Usage {
 
     // jemalloc only when the OS said nothing.
     if measured.is_none() {
-        consider(&mut measured, sample.jemalloc.map(|j| j.resident_bytes), UsageSource::JemallocResident);
+        consider(
+            &mut measured,
+            sample.jemalloc.map(|j| j.resident_bytes),
+            UsageSource::JemallocResident,
+        );
     }
 
     match measured {
-        Some((bytes, source)) if bytes >= sample.tracked_bytes => {
-            Usage { usage_bytes: bytes, decided_by: source, measured_bytes: Some(bytes) }
-        }
+        Some((bytes, source)) if bytes >= sample.tracked_bytes => Usage {
+            usage_bytes: bytes,
+            decided_by: source,
+            measured_bytes: Some(bytes),
+        },
         Some((bytes, _)) => Usage {
             usage_bytes: sample.tracked_bytes,
             decided_by: UsageSource::Tracked,
@@ -207,7 +225,9 @@ impl Sampler for SystemSampler {
     }
 
     fn purge(&mut self) -> bool {
-        self.jemalloc.as_ref().is_some_and(|reader| reader.purge_all().is_ok())
+        self.jemalloc
+            .as_ref()
+            .is_some_and(|reader| reader.purge_all().is_ok())
     }
 }
 
@@ -265,7 +285,10 @@ mod tests {
             ..Sample::default()
         };
         assert_eq!(decide_usage(&sample, true).usage_bytes, 1000);
-        assert_eq!(decide_usage(&sample, true).decided_by, UsageSource::CgroupUsage);
+        assert_eq!(
+            decide_usage(&sample, true).decided_by,
+            UsageSource::CgroupUsage
+        );
         assert_eq!(decide_usage(&sample, false).usage_bytes, 800);
     }
 
@@ -273,10 +296,16 @@ mod tests {
     fn jemalloc_resident_stands_in_when_the_os_says_nothing() {
         let sample = Sample {
             tracked_bytes: 100,
-            jemalloc: Some(JemallocStats { resident_bytes: 700, ..JemallocStats::default() }),
+            jemalloc: Some(JemallocStats {
+                resident_bytes: 700,
+                ..JemallocStats::default()
+            }),
             ..Sample::default()
         };
         let usage = decide_usage(&sample, false);
-        assert_eq!((usage.usage_bytes, usage.decided_by), (700, UsageSource::JemallocResident));
+        assert_eq!(
+            (usage.usage_bytes, usage.decided_by),
+            (700, UsageSource::JemallocResident)
+        );
     }
 }
