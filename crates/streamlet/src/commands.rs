@@ -38,7 +38,10 @@ pub struct Outcome {
 
 impl Outcome {
     fn reply(reply: Reply) -> Self {
-        Outcome { reply, close: false }
+        Outcome {
+            reply,
+            close: false,
+        }
     }
 }
 
@@ -63,7 +66,12 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context over a store; uptime counts from now.
     pub fn new(store: Arc<Store>) -> Self {
-        Context { store, info_providers: Vec::new(), started: Instant::now(), tcp_port: 0 }
+        Context {
+            store,
+            info_providers: Vec::new(),
+            started: Instant::now(),
+            tcp_port: 0,
+        }
     }
 
     /// Adds a source of extra `INFO` sections (e.g. `# Memory`).
@@ -89,7 +97,9 @@ pub fn is_storage_command(request: &Request) -> bool {
     let Some(name) = request.args().first() else {
         return false;
     };
-    ["xadd", "xrange", "xlen"].iter().any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
+    ["xadd", "xrange", "xlen"]
+        .iter()
+        .any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
 }
 
 /// Executes one request and returns its reply.
@@ -105,7 +115,12 @@ pub fn execute(request: &Request, ctx: &Context) -> Outcome {
     let reply = match name.as_slice() {
         b"ping" => server::ping(args),
         b"echo" => server::echo(args),
-        b"quit" => return Outcome { reply: Reply::ok(), close: true },
+        b"quit" => {
+            return Outcome {
+                reply: Reply::ok(),
+                close: true,
+            }
+        }
         b"select" => server::select(args),
         b"client" => server::client(args),
         b"config" => server::config(args),
@@ -129,14 +144,21 @@ pub const COMMAND_NAMES: &[&str] = &[
 /// `ERR wrong number of arguments for '<name>' command`; `name` is lower
 /// case, `parent|sub` for subcommands, as Redis 7 writes it.
 pub(crate) fn arity_error(name: &str) -> Reply {
-    Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
+    Reply::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 /// `ERR unknown subcommand '<sub>'. Try <COMMAND> HELP.`
 pub(crate) fn unknown_subcommand(args: &[Vec<u8>]) -> Reply {
     let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-    let sub = args.get(1).map(|sub| c_string(sub, 128)).unwrap_or_default();
-    Reply::error(format!("ERR unknown subcommand '{sub}'. Try {command} HELP."))
+    let sub = args
+        .get(1)
+        .map(|sub| c_string(sub, 128))
+        .unwrap_or_default();
+    Reply::error(format!(
+        "ERR unknown subcommand '{sub}'. Try {command} HELP."
+    ))
 }
 
 /// Redis 7's reply to an unknown command: the name (up to 128 bytes) and the
@@ -154,13 +176,19 @@ fn unknown_command(args: &[Vec<u8>]) -> Reply {
         listed.push_str("' ");
     }
     let name = c_string(&args[0], 128);
-    Reply::error(format!("ERR unknown command '{name}', with args beginning with: {listed}"))
+    Reply::error(format!(
+        "ERR unknown command '{name}', with args beginning with: {listed}"
+    ))
 }
 
 /// An argument as C's `%.*s` would print it: cut at a NUL byte and at
 /// `max_bytes`, with invalid UTF-8 replaced.
 fn c_string(arg: &[u8], max_bytes: usize) -> String {
-    let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len()).min(max_bytes);
+    let end = arg
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(arg.len())
+        .min(max_bytes);
     String::from_utf8_lossy(&arg[..end]).into_owned()
 }
 
@@ -175,16 +203,25 @@ mod tests {
     #[test]
     fn unknown_command_lists_its_first_args_like_redis() {
         let reply = unknown_command(&args(&["foo", "a", "b"]));
-        assert_eq!(reply.to_bytes(), b"-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n");
+        assert_eq!(
+            reply.to_bytes(),
+            b"-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n"
+        );
         let reply = unknown_command(&args(&["foo"]));
-        assert_eq!(reply.to_bytes(), b"-ERR unknown command 'foo', with args beginning with: \r\n");
+        assert_eq!(
+            reply.to_bytes(),
+            b"-ERR unknown command 'foo', with args beginning with: \r\n"
+        );
     }
 
     #[test]
     fn unknown_command_stops_listing_after_128_bytes() {
         let long = "x".repeat(200);
         let reply = unknown_command(&args(&["foo", &long, "next"]));
-        let expected = format!("ERR unknown command 'foo', with args beginning with: '{}' ", &long[..128]);
+        let expected = format!(
+            "ERR unknown command 'foo', with args beginning with: '{}' ",
+            &long[..128]
+        );
         assert_eq!(reply, Reply::error(expected));
     }
 }

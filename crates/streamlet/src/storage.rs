@@ -118,21 +118,29 @@ pub enum StorageError {
 
 impl StorageError {
     fn io(path: &Path, source: io::Error) -> Self {
-        StorageError::Io { path: path.to_owned(), source }
+        StorageError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StorageError::Io { path, source } => write!(f, "i/o error on {}: {source}", path.display()),
+            StorageError::Io { path, source } => {
+                write!(f, "i/o error on {}: {source}", path.display())
+            }
             StorageError::Id(error) => error.fmt(f),
             StorageError::KeyTooLong => write!(
                 f,
                 "stream key too long: at most {MAX_ENCODED_KEY_BYTES} bytes once escaped"
             ),
             StorageError::EntryTooLarge => {
-                write!(f, "entry too large: at most {MAX_RECORD_BYTES} bytes encoded")
+                write!(
+                    f,
+                    "entry too large: at most {MAX_RECORD_BYTES} bytes encoded"
+                )
             }
             StorageError::StreamFailed => {
                 f.write_str("stream refuses writes after a write it could not undo")
@@ -189,7 +197,8 @@ impl Store {
         index_cache: Arc<IndexCache>,
     ) -> Result<Store, StorageError> {
         let streams_dir = config.data_dir.join("streams");
-        fs::create_dir_all(&streams_dir).map_err(|source| StorageError::io(&streams_dir, source))?;
+        fs::create_dir_all(&streams_dir)
+            .map_err(|source| StorageError::io(&streams_dir, source))?;
         let mut streams = HashMap::new();
         let listing = fs::read_dir(&streams_dir).map_err(|e| StorageError::io(&streams_dir, e))?;
         for dirent in listing {
@@ -287,7 +296,12 @@ impl Store {
             return Ok(Vec::new());
         };
         let caches = (&*self.block_cache, &*self.index_cache);
-        stream.range((start, end), count.unwrap_or(usize::MAX), &self.config, caches)
+        stream.range(
+            (start, end),
+            count.unwrap_or(usize::MAX),
+            &self.config,
+            caches,
+        )
     }
 
     /// Entries in the stream `key`; 0 when it does not exist.
@@ -341,5 +355,7 @@ impl Store {
 fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }

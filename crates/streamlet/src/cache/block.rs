@@ -33,7 +33,9 @@ pub struct BlockCache {
 impl BlockCache {
     /// A cache that holds at most `capacity_bytes`.
     pub fn new(capacity_bytes: u64) -> Self {
-        BlockCache { inner: SizedCache::new(capacity_bytes) }
+        BlockCache {
+            inner: SizedCache::new(capacity_bytes),
+        }
     }
 
     /// The block, if cached; marks it most recently used.
@@ -108,7 +110,11 @@ mod tests {
     use crate::cache::ENTRY_OVERHEAD_BYTES;
 
     fn key(block_no: u64) -> BlockKey {
-        BlockKey { stream_no: 1, segment_base: StreamId::new(1, 0), block_no }
+        BlockKey {
+            stream_no: 1,
+            segment_base: StreamId::new(1, 0),
+            block_no,
+        }
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub struct IndexCache {
 impl IndexCache {
     /// A cache that holds at most `capacity_bytes`.
     pub fn new(capacity_bytes: u64) -> Self {
-        IndexCache { inner: SizedCache::new(capacity_bytes) }
+        IndexCache {
+            inner: SizedCache::new(capacity_bytes),
+        }
     }
 
     /// The index, if cached; marks it most recently used.

@@ -27,7 +27,12 @@ pub(crate) struct Lru<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
     /// An empty map.
     pub(crate) fn new() -> Self {
-        Lru { slots: HashMap::new(), order: BTreeMap::new(), next_stamp: 0, size_bytes: 0 }
+        Lru {
+            slots: HashMap::new(),
+            order: BTreeMap::new(),
+            next_stamp: 0,
+            size_bytes: 0,
+        }
     }
 
     /// The sum of the charges of all entries.
@@ -58,7 +63,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         self.next_stamp += 1;
         self.order.insert(stamp, key.clone());
         self.size_bytes += charge_bytes;
-        let old = self.slots.insert(key, Slot { value, charge_bytes, stamp })?;
+        let old = self.slots.insert(
+            key,
+            Slot {
+                value,
+                charge_bytes,
+                stamp,
+            },
+        )?;
         self.order.remove(&old.stamp);
         self.size_bytes -= old.charge_bytes;
         Some(old.value)
@@ -88,7 +100,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         evicted: &mut Vec<V>,
     ) -> u64 {
         let before = self.size_bytes;
-        let keys: Vec<K> = self.slots.keys().filter(|key| matches(key)).cloned().collect();
+        let keys: Vec<K> = self
+            .slots
+            .keys()
+            .filter(|key| matches(key))
+            .cloned()
+            .collect();
         for key in keys {
             if let Some(slot) = self.slots.remove(&key) {
                 self.order.remove(&slot.stamp);

@@ -61,7 +61,11 @@ impl<K: Hash + Eq + Clone, V: Clone> SizedCache<K, V> {
 
     pub(crate) fn get(&self, key: &K) -> Option<V> {
         let found = self.lock().get(key);
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }

@@ -30,10 +30,14 @@ pub trait InfoProvider: Send + Sync {
 /// `default`, `all` or `everything`) as a bulk string; unknown sections are
 /// left out, so asking only for those gives an empty bulk string.
 pub(crate) fn info(args: &[Vec<u8>], ctx: &Context) -> Reply {
-    let wanted: Vec<String> =
-        args[1..].iter().map(|arg| String::from_utf8_lossy(arg).to_ascii_lowercase()).collect();
-    let everything =
-        wanted.is_empty() || wanted.iter().any(|w| matches!(w.as_str(), "default" | "all" | "everything"));
+    let wanted: Vec<String> = args[1..]
+        .iter()
+        .map(|arg| String::from_utf8_lossy(arg).to_ascii_lowercase())
+        .collect();
+    let everything = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| matches!(w.as_str(), "default" | "all" | "everything"));
 
     let mut sections = vec![server_section(ctx), streams_section(ctx)];
     for provider in &ctx.info_providers {
@@ -66,7 +70,10 @@ fn server_section(ctx: &Context) -> InfoSection {
         ("arch_bits", (usize::BITS).to_string()),
         ("process_id", std::process::id().to_string()),
         ("tcp_port", ctx.tcp_port.to_string()),
-        ("uptime_in_seconds", ctx.started.elapsed().as_secs().to_string()),
+        (
+            "uptime_in_seconds",
+            ctx.started.elapsed().as_secs().to_string(),
+        ),
     ];
     section("Server", fields)
 }
@@ -78,13 +85,19 @@ fn streams_section(ctx: &Context) -> InfoSection {
     let fields = [
         ("streams", store.stream_count().to_string()),
         ("block_cache_bytes", blocks.size_bytes.to_string()),
-        ("block_cache_capacity_bytes", blocks.capacity_bytes.to_string()),
+        (
+            "block_cache_capacity_bytes",
+            blocks.capacity_bytes.to_string(),
+        ),
         ("block_cache_entries", blocks.entries.to_string()),
         ("block_cache_hits", blocks.hits.to_string()),
         ("block_cache_misses", blocks.misses.to_string()),
         ("block_cache_evictions", blocks.evictions.to_string()),
         ("index_cache_bytes", indexes.size_bytes.to_string()),
-        ("index_cache_capacity_bytes", indexes.capacity_bytes.to_string()),
+        (
+            "index_cache_capacity_bytes",
+            indexes.capacity_bytes.to_string(),
+        ),
         ("index_cache_entries", indexes.entries.to_string()),
     ];
     section("Streams", fields)
@@ -93,6 +106,9 @@ fn streams_section(ctx: &Context) -> InfoSection {
 fn section<const N: usize>(name: &str, fields: [(&str, String); N]) -> InfoSection {
     InfoSection {
         name: name.to_owned(),
-        fields: fields.into_iter().map(|(field, value)| (field.to_owned(), value)).collect(),
+        fields: fields
+            .into_iter()
+            .map(|(field, value)| (field.to_owned(), value))
+            .collect(),
     }
 }

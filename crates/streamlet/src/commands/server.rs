@@ -104,7 +104,12 @@ pub(crate) fn command(args: &[Vec<u8>]) -> Reply {
         b"count" if args.len() == 2 => Reply::Integer(COMMAND_NAMES.len() as i64),
         b"count" => arity_error("command|count"),
         b"info" => Reply::Array(args[2..].iter().map(|_| Reply::NullArray).collect()),
-        b"list" => Reply::Array(COMMAND_NAMES.iter().map(|name| Reply::bulk(*name)).collect()),
+        b"list" => Reply::Array(
+            COMMAND_NAMES
+                .iter()
+                .map(|name| Reply::bulk(*name))
+                .collect(),
+        ),
         _ => unknown_subcommand(args),
     }
 }
@@ -116,9 +121,7 @@ pub(crate) fn hello(args: &[Vec<u8>]) -> Reply {
         match parse_i64(version) {
             Some(2) => {}
             Some(_) => return Reply::error("NOPROTO unsupported protocol version"),
-            None => {
-                return Reply::error("ERR Protocol version is not an integer or out of range")
-            }
+            None => return Reply::error("ERR Protocol version is not an integer or out of range"),
         }
     }
     let mut pos = 2;

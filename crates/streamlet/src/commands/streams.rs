@@ -3,9 +3,7 @@
 use super::arity_error;
 use crate::decimal::parse_i64;
 use crate::resp::Reply;
-use crate::storage::{
-    parse_range_end, parse_range_start, Entry, IdSpec, StorageError, Store,
-};
+use crate::storage::{parse_range_end, parse_range_start, Entry, IdSpec, StorageError, Store};
 
 /// `XADD key [NOMKSTREAM] <* | ms-* | ms-seq | ms> field value [field value ...]`.
 ///
@@ -40,8 +38,10 @@ pub(crate) fn xadd(args: &[Vec<u8>], store: &Store) -> Reply {
     if fields.is_empty() || fields.len() % 2 == 1 {
         return arity_error("xadd");
     }
-    let pairs: Vec<(&[u8], &[u8])> =
-        fields.chunks_exact(2).map(|pair| (pair[0].as_slice(), pair[1].as_slice())).collect();
+    let pairs: Vec<(&[u8], &[u8])> = fields
+        .chunks_exact(2)
+        .map(|pair| (pair[0].as_slice(), pair[1].as_slice()))
+        .collect();
     match store.append(&args[1], id, &pairs, create) {
         Ok(Some(id)) => Reply::bulk(id.to_string()),
         Ok(None) => Reply::NullBulk,
@@ -104,7 +104,10 @@ fn entry_reply(entry: Entry) -> Reply {
         .into_iter()
         .flat_map(|(field, value)| [Reply::Bulk(field), Reply::Bulk(value)])
         .collect();
-    Reply::Array(vec![Reply::bulk(entry.id.to_string()), Reply::Array(fields)])
+    Reply::Array(vec![
+        Reply::bulk(entry.id.to_string()),
+        Reply::Array(fields),
+    ])
 }
 
 /// The error reply for a storage failure: Redis's text for ID errors, the

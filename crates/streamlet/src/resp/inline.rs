@@ -144,13 +144,19 @@ mod tests {
 
     #[test]
     fn plain_words_split_on_any_whitespace() {
-        assert_eq!(split("  SET\tkey  value ").unwrap(), ["SET", "key", "value"]);
+        assert_eq!(
+            split("  SET\tkey  value ").unwrap(),
+            ["SET", "key", "value"]
+        );
         assert!(split("   ").unwrap().is_empty());
     }
 
     #[test]
     fn double_quotes_keep_spaces_and_decode_escapes() {
-        assert_eq!(split(r#"ECHO "a b\n\x41\"""#).unwrap(), ["ECHO", "a b\nA\""]);
+        assert_eq!(
+            split(r#"ECHO "a b\n\x41\"""#).unwrap(),
+            ["ECHO", "a b\nA\""]
+        );
         assert_eq!(split(r#"ECHO """#).unwrap(), ["ECHO", ""]);
     }
 

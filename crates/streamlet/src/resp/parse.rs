@@ -201,7 +201,9 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Step, ProtocolError> {
     }
     let count = usize::try_from(count).unwrap_or(usize::MAX);
     if count > limits.max_array_len {
-        return Err(ProtocolError::new(ProtocolErrorKind::InvalidMultibulkLength));
+        return Err(ProtocolError::new(
+            ProtocolErrorKind::InvalidMultibulkLength,
+        ));
     }
 
     // Check that the whole request has arrived.
@@ -327,7 +329,9 @@ mod tests {
 
     #[test]
     fn blank_lines_and_empty_arrays_are_skipped() {
-        let (request, used) = parse_default(b"\r\n\n*0\r\n*-1\r\nPING\r\n").unwrap().unwrap();
+        let (request, used) = parse_default(b"\r\n\n*0\r\n*-1\r\nPING\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(args(&request), [&b"PING"[..]]);
         assert_eq!(used, 18);
         let (request, used) = parse_default(b"\r\n\r\nPI").unwrap().unwrap();
@@ -340,28 +344,51 @@ mod tests {
         let cases: [(&[u8], &str); 7] = [
             (b"*x\r\n", "Protocol error: invalid multibulk length"),
             (b"*2\r\n$-1\r\n", "Protocol error: invalid bulk length"),
-            (b"*1\r\n$17000000\r\n", "Protocol error: invalid bulk length"),
+            (
+                b"*1\r\n$17000000\r\n",
+                "Protocol error: invalid bulk length",
+            ),
             (b"*1\r\n:1\r\n", "Protocol error: expected '$', got ':'"),
-            (b"*1\r\n$1\r\nab\r\n", "Protocol error: expected CRLF after bulk data"),
+            (
+                b"*1\r\n$1\r\nab\r\n",
+                "Protocol error: expected CRLF after bulk data",
+            ),
             (b"*2000000\r\n", "Protocol error: invalid multibulk length"),
-            (b"ECHO \"a\r\n", "Protocol error: unbalanced quotes in request"),
+            (
+                b"ECHO \"a\r\n",
+                "Protocol error: unbalanced quotes in request",
+            ),
         ];
         for (input, message) in cases {
             let error = parse_default(input).unwrap_err();
-            assert_eq!(error.to_string(), message, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                error.to_string(),
+                message,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
     #[test]
     fn overlong_lines_are_rejected_once_past_the_limit() {
-        let limits = Limits { max_inline_bytes: 8, ..Limits::default() };
+        let limits = Limits {
+            max_inline_bytes: 8,
+            ..Limits::default()
+        };
         assert_eq!(parse(b"PINGPING", &limits).unwrap(), None);
         let error = parse(b"PINGPINGP", &limits).unwrap_err();
         assert_eq!(error.to_string(), "Protocol error: too big inline request");
         let error = parse(b"*123456789", &limits).unwrap_err();
-        assert_eq!(error.to_string(), "Protocol error: too big mbulk count string");
+        assert_eq!(
+            error.to_string(),
+            "Protocol error: too big mbulk count string"
+        );
         let error = parse(b"*1\r\n$123456789", &limits).unwrap_err();
-        assert_eq!(error.to_string(), "Protocol error: too big bulk count string");
+        assert_eq!(
+            error.to_string(),
+            "Protocol error: too big bulk count string"
+        );
     }
 
     #[test]

@@ -83,7 +83,10 @@ fn write_header(out: &mut Vec<u8>, prefix: u8, number: i64) {
 /// Writes `<prefix><text>\r\n` with line breaks in `text` made spaces.
 fn write_line(out: &mut Vec<u8>, prefix: u8, text: &[u8]) {
     out.push(prefix);
-    out.extend(text.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    out.extend(
+        text.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
     out.extend_from_slice(b"\r\n");
 }
 
@@ -103,7 +106,10 @@ mod tests {
             (Reply::NullArray, b"*-1\r\n"),
             (Reply::Array(vec![]), b"*0\r\n"),
             (
-                Reply::Array(vec![Reply::Integer(1), Reply::Array(vec![Reply::bulk("a")])]),
+                Reply::Array(vec![
+                    Reply::Integer(1),
+                    Reply::Array(vec![Reply::bulk("a")]),
+                ]),
                 b"*2\r\n:1\r\n*1\r\n$1\r\na\r\n",
             ),
         ];

@@ -25,7 +25,10 @@ impl StreamId {
     /// The smallest ID, `0-0`.
     pub const MIN: StreamId = StreamId { ms: 0, seq: 0 };
     /// The largest ID.
-    pub const MAX: StreamId = StreamId { ms: u64::MAX, seq: u64::MAX };
+    pub const MAX: StreamId = StreamId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
 
     /// An ID from its two parts.
     pub const fn new(ms: u64, seq: u64) -> Self {
@@ -168,7 +171,9 @@ impl IdSpec {
 /// [`IdError::InvalidStart`] for an exclusive start at the largest ID.
 pub fn parse_range_start(arg: &[u8]) -> Result<StreamId, IdError> {
     match arg.strip_prefix(b"(") {
-        Some(inner) => parse_bound(inner, 0)?.successor().ok_or(IdError::InvalidStart),
+        Some(inner) => parse_bound(inner, 0)?
+            .successor()
+            .ok_or(IdError::InvalidStart),
         None => parse_bound(arg, 0),
     }
 }
@@ -181,7 +186,9 @@ pub fn parse_range_start(arg: &[u8]) -> Result<StreamId, IdError> {
 /// [`IdError::InvalidEnd`] for an exclusive end at the smallest ID.
 pub fn parse_range_end(arg: &[u8]) -> Result<StreamId, IdError> {
     match arg.strip_prefix(b"(") {
-        Some(inner) => parse_bound(inner, u64::MAX)?.predecessor().ok_or(IdError::InvalidEnd),
+        Some(inner) => parse_bound(inner, u64::MAX)?
+            .predecessor()
+            .ok_or(IdError::InvalidEnd),
         None => parse_bound(arg, u64::MAX),
     }
 }
@@ -218,9 +225,25 @@ mod tests {
     fn xadd_id_forms_parse() {
         assert_eq!(IdSpec::parse(b"*"), Ok(IdSpec::Auto));
         assert_eq!(IdSpec::parse(b"5-*"), Ok(IdSpec::AutoSeq(5)));
-        assert_eq!(IdSpec::parse(b"5-3"), Ok(IdSpec::Explicit(StreamId::new(5, 3))));
-        assert_eq!(IdSpec::parse(b"5"), Ok(IdSpec::Explicit(StreamId::new(5, 0))));
-        for bad in [&b""[..], b"-", b"5-", b"-5", b"a-1", b"1-2-3", b"*-1", b"1-**", b"+1"] {
+        assert_eq!(
+            IdSpec::parse(b"5-3"),
+            Ok(IdSpec::Explicit(StreamId::new(5, 3)))
+        );
+        assert_eq!(
+            IdSpec::parse(b"5"),
+            Ok(IdSpec::Explicit(StreamId::new(5, 0)))
+        );
+        for bad in [
+            &b""[..],
+            b"-",
+            b"5-",
+            b"-5",
+            b"a-1",
+            b"1-2-3",
+            b"*-1",
+            b"1-**",
+            b"+1",
+        ] {
             assert_eq!(IdSpec::parse(bad), Err(IdError::Invalid), "{bad:?}");
         }
     }
@@ -233,7 +256,10 @@ mod tests {
         assert_eq!(IdSpec::Auto.resolve(last, 10), Ok(StreamId::new(1000, 5)));
         let full_ms = StreamId::new(7, u64::MAX);
         assert_eq!(IdSpec::Auto.resolve(full_ms, 3), Ok(StreamId::new(8, 0)));
-        assert_eq!(IdSpec::Auto.resolve(StreamId::MAX, 3), Err(IdError::Exhausted));
+        assert_eq!(
+            IdSpec::Auto.resolve(StreamId::MAX, 3),
+            Err(IdError::Exhausted)
+        );
     }
 
     #[test]
@@ -248,7 +274,10 @@ mod tests {
         assert_eq!(resolve(b"6-*"), Ok(StreamId::new(6, 0)));
         let zero = IdSpec::parse(b"0-0").unwrap();
         assert_eq!(zero.resolve(StreamId::MIN, 0), Err(IdError::Zero));
-        assert_eq!(IdSpec::AutoSeq(0).resolve(StreamId::MIN, 0), Ok(StreamId::new(0, 1)));
+        assert_eq!(
+            IdSpec::AutoSeq(0).resolve(StreamId::MIN, 0),
+            Ok(StreamId::new(0, 1))
+        );
     }
 
     #[test]

@@ -122,7 +122,9 @@ impl SegmentIndex {
                 })
             })
             .collect::<Option<_>>()?;
-        let ordered = entries.windows(2).all(|w| w[0].id < w[1].id && w[0].offset < w[1].offset);
+        let ordered = entries
+            .windows(2)
+            .all(|w| w[0].id < w[1].id && w[0].offset < w[1].offset);
         ordered.then_some(SegmentIndex {
             entries,
             record_count: u64_at(header, 8)?,
@@ -142,7 +144,11 @@ pub(crate) struct IndexBuilder {
 
 impl IndexBuilder {
     pub(crate) fn new(interval_bytes: u64) -> Self {
-        IndexBuilder { index: SegmentIndex::default(), interval_bytes, next_point_at: 0 }
+        IndexBuilder {
+            index: SegmentIndex::default(),
+            interval_bytes,
+            next_point_at: 0,
+        }
     }
 
     /// Notes a record of `record_bytes` whose frame starts at `offset`.
@@ -162,7 +168,11 @@ impl IndexBuilder {
             Some(last) => last.offset.saturating_add(interval_bytes.max(1)),
             None => 0,
         };
-        IndexBuilder { index, interval_bytes, next_point_at }
+        IndexBuilder {
+            index,
+            interval_bytes,
+            next_point_at,
+        }
     }
 
     /// The index so far.

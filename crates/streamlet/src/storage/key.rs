@@ -92,7 +92,10 @@ mod tests {
         assert_eq!(encode_key(b"a/b").as_deref(), Some("a%2Fb"));
         assert_eq!(encode_key(b"Ab").as_deref(), Some("%41b"));
         assert_eq!(encode_key(b"").as_deref(), Some("%"));
-        assert_eq!(encode_key(b"orders-2024_x").as_deref(), Some("orders-2024_x"));
+        assert_eq!(
+            encode_key(b"orders-2024_x").as_deref(),
+            Some("orders-2024_x")
+        );
     }
 
     #[test]
@@ -111,7 +114,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn encoding_round_trips_and_stays_safe(key in proptest::collection::vec(any::<u8>(), 0..80)) {
+        fn encoding_round_trips_and_stays_safe(key in prop::collection::vec(any::<u8>(), 0..80)) {
             let name = encode_key(&key).unwrap();
             prop_assert!(!name.contains('/') && name != "." && name != "..");
             prop_assert_eq!(decode_key(&name), Some(key));

@@ -33,7 +33,9 @@ pub(crate) fn encode(id: StreamId, fields: &[(&[u8], &[u8])], out: &mut Vec<u8>)
     let payload_bytes = fields
         .iter()
         .try_fold(PAYLOAD_FIXED_BYTES, |acc, (field, value)| {
-            acc.checked_add(8)?.checked_add(field.len())?.checked_add(value.len())
+            acc.checked_add(8)?
+                .checked_add(field.len())?
+                .checked_add(value.len())
         })
         .filter(|&bytes| bytes <= MAX_RECORD_BYTES);
     let Some(payload_bytes) = payload_bytes else {
@@ -72,7 +74,10 @@ impl FrameHeader {
         if !(PAYLOAD_FIXED_BYTES..=MAX_RECORD_BYTES).contains(&payload_bytes) {
             return None;
         }
-        Some(FrameHeader { payload_bytes, crc: u32::from_le_bytes([c0, c1, c2, c3]) })
+        Some(FrameHeader {
+            payload_bytes,
+            crc: u32::from_le_bytes([c0, c1, c2, c3]),
+        })
     }
 
     /// Bytes of the whole record, header included.
@@ -156,7 +161,13 @@ mod tests {
         assert_eq!(header.record_bytes(), record.len() as u64);
         let entry = decode(header, payload).unwrap();
         assert_eq!(entry.id, id);
-        assert_eq!(entry.fields, [(b"f".to_vec(), b"v".to_vec()), (vec![], b"long value".to_vec())]);
+        assert_eq!(
+            entry.fields,
+            [
+                (b"f".to_vec(), b"v".to_vec()),
+                (vec![], b"long value".to_vec())
+            ]
+        );
     }
 
     #[test]

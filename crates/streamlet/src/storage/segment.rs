@@ -95,7 +95,10 @@ pub(crate) fn scan(file: &File, after: StreamId, interval_bytes: u64) -> io::Res
             _ => break,
         }
     }
-    Ok(Scan { index: builder.finish(), file_len_bytes })
+    Ok(Scan {
+        index: builder.finish(),
+        file_len_bytes,
+    })
 }
 
 /// Reads an index file; `None` if it is missing, unreadable or corrupt.
@@ -175,7 +178,11 @@ impl SegmentView {
                 out.push(entry);
             }
         }
-        Ok(if out.len() >= count { ReadStop::Done } else { ReadStop::SegmentEnd })
+        Ok(if out.len() >= count {
+            ReadStop::Done
+        } else {
+            ReadStop::SegmentEnd
+        })
     }
 
     /// Fills `buf` from the segment at `offset`, block by block through the
@@ -201,8 +208,17 @@ impl SegmentView {
     /// A block holding at least `needed_bytes` bytes, from the cache or the
     /// file. A cached tail block that is too short (the segment has grown
     /// since) is loaded again.
-    fn block(&self, cache: &BlockCache, block_no: u64, needed_bytes: usize) -> io::Result<Arc<[u8]>> {
-        let key = BlockKey { stream_no: self.stream_no, segment_base: self.base, block_no };
+    fn block(
+        &self,
+        cache: &BlockCache,
+        block_no: u64,
+        needed_bytes: usize,
+    ) -> io::Result<Arc<[u8]>> {
+        let key = BlockKey {
+            stream_no: self.stream_no,
+            segment_base: self.base,
+            block_no,
+        };
         if let Some(block) = cache.get(&key) {
             if block.len() >= needed_bytes {
                 return Ok(block);

@@ -87,7 +87,11 @@ impl Stream {
             frame: Vec::new(),
         };
         let Some((&last_base, sealed_bases)) = bases.split_last() else {
-            return Ok(Stream { no, dir, state: Mutex::new(state) });
+            return Ok(Stream {
+                no,
+                dir,
+                state: Mutex::new(state),
+            });
         };
 
         // Sealed segments: trust a matching index file, else rebuild it.
@@ -95,8 +99,18 @@ impl Stream {
             let (file, index) = open_sealed(&dir, base, state.last_id, config)?;
             state.last_id = state.last_id.max(index.last_id());
             state.len += index.record_count();
-            state.sealed.push(Sealed { base, file, len_bytes: index.segment_len_bytes() });
-            index_cache.insert(IndexKey { stream_no: no, segment_base: base }, Arc::new(index));
+            state.sealed.push(Sealed {
+                base,
+                file,
+                len_bytes: index.segment_len_bytes(),
+            });
+            index_cache.insert(
+                IndexKey {
+                    stream_no: no,
+                    segment_base: base,
+                },
+                Arc::new(index),
+            );
         }
 
         // The last segment: cut a torn or corrupt tail, rebuild its index.
@@ -105,7 +119,11 @@ impl Stream {
             state.last_id = active.index.index().last_id();
             state.len += active.index.index().record_count();
         }
-        Ok(Stream { no, dir, state: Mutex::new(state) })
+        Ok(Stream {
+            no,
+            dir,
+            state: Mutex::new(state),
+        })
     }
 
     /// Locks the state. A panic while it was held leaves at worst an
@@ -150,7 +168,9 @@ impl Stream {
         if state.failed {
             return Err(StorageError::StreamFailed);
         }
-        let id = spec.resolve(state.last_id, now_ms).map_err(StorageError::Id)?;
+        let id = spec
+            .resolve(state.last_id, now_ms)
+            .map_err(StorageError::Id)?;
         state.frame.clear();
         if !record::encode(id, fields, &mut state.frame) {
             return Err(StorageError::EntryTooLarge);
@@ -158,9 +178,8 @@ impl Stream {
 
         // Roll to a new segment, named after this entry, when the active
         // one is full (or there is none yet).
-        let full = |active: &Active| {
-            active.index.index().segment_len_bytes() >= config.segment_max_bytes
-        };
+        let full =
+            |active: &Active| active.index.index().segment_len_bytes() >= config.segment_max_bytes;
         if state.active.as_ref().is_none_or(full) {
             if let Some(old) = state.active.take() {
                 state.sealed.push(self.seal(old, config, index_cache));
@@ -174,10 +193,12 @@ impl Stream {
         // Write the record; undo a partial write so the file ends on a record.
         let offset = active.index.index().segment_len_bytes();
         let path = self.dir.join(segment::log_file_name(active.base));
-        let written = (&*active.file).write_all(&state.frame).and_then(|()| match config.fsync {
-            FsyncPolicy::EveryAppend => active.file.sync_data(),
-            FsyncPolicy::Never => Ok(()),
-        });
+        let written = (&*active.file)
+            .write_all(&state.frame)
+            .and_then(|()| match config.fsync {
+                FsyncPolicy::EveryAppend => active.file.sync_data(),
+                FsyncPolicy::Never => Ok(()),
+            });
         if let Err(source) = written {
             if let Err(undo) = active.file.set_len(offset) {
                 tracing::error!(path = %path.display(), error = %undo,
@@ -226,7 +247,9 @@ impl Stream {
             }
             (views, active_offset, state.active.is_some())
         };
-        let first = views.partition_point(|view| view.base <= start).saturating_sub(1);
+        let first = views
+            .partition_point(|view| view.base <= start)
+            .saturating_sub(1);
 
         // Read forward from the segment holding `start`.
         for (position, view) in views.iter().enumerate().skip(first) {
@@ -252,7 +275,12 @@ impl Stream {
     }
 
     fn view(&self, base: StreamId, file: &Arc<File>, len_bytes: u64) -> SegmentView {
-        SegmentView { stream_no: self.no, base, file: Arc::clone(file), len_bytes }
+        SegmentView {
+            stream_no: self.no,
+            base,
+            file: Arc::clone(file),
+            len_bytes,
+        }
     }
 
     /// The index of a sealed segment: from the cache, else its file, else
@@ -263,7 +291,10 @@ impl Stream {
         config: &StoreConfig,
         index_cache: &IndexCache,
     ) -> Result<Arc<SegmentIndex>, StorageError> {
-        let key = IndexKey { stream_no: self.no, segment_base: view.base };
+        let key = IndexKey {
+            stream_no: self.no,
+            segment_base: view.base,
+        };
         if let Some(index) = index_cache.get(&key) {
             return Ok(index);
         }
@@ -289,9 +320,16 @@ impl Stream {
         let path = self.dir.join(segment::index_file_name(active.base));
         write_index_or_warn(&path, &index, config);
         let len_bytes = index.segment_len_bytes();
-        let key = IndexKey { stream_no: self.no, segment_base: active.base };
+        let key = IndexKey {
+            stream_no: self.no,
+            segment_base: active.base,
+        };
         index_cache.insert(key, Arc::new(index));
-        Sealed { base: active.base, file: active.file, len_bytes }
+        Sealed {
+            base: active.base,
+            file: active.file,
+            len_bytes,
+        }
     }
 
     /// Creates an empty segment file named after `base`.
@@ -326,11 +364,12 @@ fn open_sealed(
     let log_path = dir.join(segment::log_file_name(base));
     let idx_path = dir.join(segment::index_file_name(base));
     let file = File::open(&log_path).map_err(|source| StorageError::io(&log_path, source))?;
-    let file_len = file.metadata().map_err(|source| StorageError::io(&log_path, source))?.len();
+    let file_len = file
+        .metadata()
+        .map_err(|source| StorageError::io(&log_path, source))?
+        .len();
     let loaded = segment::load_index_file(&idx_path).filter(|index| {
-        index.segment_len_bytes() == file_len
-            && index.record_count() > 0
-            && index.last_id() > after
+        index.segment_len_bytes() == file_len && index.record_count() > 0 && index.last_id() > after
     });
     let index = match loaded {
         Some(index) => index,
@@ -362,7 +401,11 @@ fn recover_active(
     let log_path = dir.join(segment::log_file_name(base));
     let idx_path = dir.join(segment::index_file_name(base));
     let io_err = |source| StorageError::io(&log_path, source);
-    let file = File::options().read(true).append(true).open(&log_path).map_err(io_err)?;
+    let file = File::options()
+        .read(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err)?;
     let scan = segment::scan(&file, after, config.index_interval_bytes).map_err(io_err)?;
     // The active segment's index lives in memory; a file left from an
     // earlier seal would be stale.
@@ -381,7 +424,11 @@ fn recover_active(
         return Ok(None);
     }
     let index = IndexBuilder::resume(scan.index, config.index_interval_bytes);
-    Ok(Some(Active { base, file: Arc::new(file), index }))
+    Ok(Some(Active {
+        base,
+        file: Arc::new(file),
+        index,
+    }))
 }
 
 fn write_index_or_warn(path: &Path, index: &SegmentIndex, config: &StoreConfig) {
