@@ -1,0 +1,125 @@
+//! Stream commands: `XADD`, `XRANGE`, `XLEN`.
+
+use super::arity_error;
+use crate::decimal::parse_i64;
+use crate::resp::Reply;
+use crate::storage::{parse_range_end, parse_range_start, Entry, IdSpec, StorageError, Store};
+
+/// `XADD key [NOMKSTREAM] <* | ms-* | ms-seq | ms> field value [field value ...]`.
+///
+/// Replies with the new ID as a bulk string, or the null bulk when
+/// `NOMKSTREAM` is given and the stream does not exist. Trimming (`MAXLEN`,
+/// `MINID`) is refused: the store keeps every entry.
+pub(crate) fn xadd(args: &[Vec<u8>], store: &Store) -> Reply {
+    if args.len() < 5 {
+        return arity_error("xadd");
+    }
+    let mut pos = 2;
+    let mut create = true;
+    loop {
+        let option = args[pos].to_ascii_lowercase();
+        match option.as_slice() {
+            b"nomkstream" => create = false,
+            b"maxlen" | b"minid" => {
+                return Reply::error("ERR trimming with MAXLEN or MINID is not supported")
+            }
+            _ => break,
+        }
+        pos += 1;
+        if pos >= args.len() {
+            return arity_error("xadd");
+        }
+    }
+    let id = match IdSpec::parse(&args[pos]) {
+        Ok(id) => id,
+        Err(error) => return Reply::error(error.redis_message()),
+    };
+    let fields = &args[pos + 1..];
+    if fields.is_empty() || fields.len() % 2 == 1 {
+        return arity_error("xadd");
+    }
+    let pairs: Vec<(&[u8], &[u8])> = fields
+        .chunks_exact(2)
+        .map(|pair| (pair[0].as_slice(), pair[1].as_slice()))
+        .collect();
+    match store.append(&args[1], id, &pairs, create) {
+        Ok(Some(id)) => Reply::bulk(id.to_string()),
+        Ok(None) => Reply::NullBulk,
+        Err(error) => storage_error(&error),
+    }
+}
+
+/// `XRANGE key start end [COUNT n]`: an array of `[id, [field, value, ...]]`.
+///
+/// As Redis: `COUNT 0` (or negative) gives the null array on an existing
+/// stream, a missing stream gives the empty array.
+pub(crate) fn xrange(args: &[Vec<u8>], store: &Store) -> Reply {
+    if args.len() < 4 {
+        return arity_error("xrange");
+    }
+    let start = match parse_range_start(&args[2]) {
+        Ok(start) => start,
+        Err(error) => return Reply::error(error.redis_message()),
+    };
+    let end = match parse_range_end(&args[3]) {
+        Ok(end) => end,
+        Err(error) => return Reply::error(error.redis_message()),
+    };
+    let mut count = None;
+    let mut pos = 4;
+    while pos < args.len() {
+        if !args[pos].eq_ignore_ascii_case(b"count") || pos + 1 >= args.len() {
+            return Reply::error("ERR syntax error");
+        }
+        match parse_i64(&args[pos + 1]) {
+            Some(n) => count = Some(usize::try_from(n).unwrap_or(0)),
+            None => return Reply::error("ERR value is not an integer or out of range"),
+        }
+        pos += 2;
+    }
+    if !store.exists(&args[1]) {
+        return Reply::Array(Vec::new());
+    }
+    if count == Some(0) {
+        return Reply::NullArray;
+    }
+    match store.range(&args[1], start, end, count) {
+        Ok(entries) => Reply::Array(entries.into_iter().map(entry_reply).collect()),
+        Err(error) => storage_error(&error),
+    }
+}
+
+/// `XLEN key`: the number of entries, 0 for a missing stream.
+pub(crate) fn xlen(args: &[Vec<u8>], store: &Store) -> Reply {
+    let [_, key] = args else {
+        return arity_error("xlen");
+    };
+    Reply::Integer(i64::try_from(store.len(key)).unwrap_or(i64::MAX))
+}
+
+/// One entry as Redis replies it: `[id, [field, value, ...]]`.
+fn entry_reply(entry: Entry) -> Reply {
+    let fields = entry
+        .fields
+        .into_iter()
+        .flat_map(|(field, value)| [Reply::Bulk(field), Reply::Bulk(value)])
+        .collect();
+    Reply::Array(vec![
+        Reply::bulk(entry.id.to_string()),
+        Reply::Array(fields),
+    ])
+}
+
+/// The error reply for a storage failure: Redis's text for ID errors, the
+/// error's own message otherwise. I/O failures are logged, since an operator
+/// may have to act.
+fn storage_error(error: &StorageError) -> Reply {
+    match error {
+        StorageError::Id(id_error) => Reply::error(id_error.redis_message()),
+        StorageError::Io { .. } => {
+            tracing::error!(%error, "storage operation failed");
+            Reply::error(format!("ERR {error}"))
+        }
+        _ => Reply::error(format!("ERR {error}")),
+    }
+}
