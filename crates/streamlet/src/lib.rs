@@ -16,8 +16,14 @@
 //!   `INFO` and the handshake commands `redis-cli` and `redis-benchmark`
 //!   send.
 //!
-//! The crate does no networking and spawns no threads; the binary wires these
-//! parts to a tokio listener.
+//! - [`server`]: the tokio listener and connections, with the memory-pressure
+//!   responses: `-OOM` for new connections at critical, muted intake when
+//!   request bytes cannot be reserved, caches as reclaimers.
+//! - [`pressure`]: the memory monitor's hookup: reclaimers over the caches
+//!   and the `# Memory` section of `INFO`.
+//!
+//! Memory is charged to the four [`Component`]s through scopes in the hot
+//! paths: connection state, request bytes, segment blocks and indexes.
 
 // Every public item is documented: the crate is read as a reference
 // integration.
@@ -26,7 +32,25 @@
 #![warn(missing_debug_implementations)]
 
 pub mod cache;
+pub mod cli;
 pub mod commands;
 mod decimal;
+pub mod pressure;
 pub mod resp;
+pub mod server;
 pub mod storage;
+
+mempressure::components! {
+    /// Where streamlet's memory goes; the names are metric label values.
+    pub enum Component {
+        /// Per-connection state and its buffers.
+        Connections => "connections",
+        /// Request bytes read but not yet processed, held under a
+        /// reservation.
+        RequestBuffers => "request_buffers",
+        /// Cached segment blocks.
+        SegmentCache => "segment_cache",
+        /// Loaded segment indexes.
+        IndexCache => "index_cache",
+    }
+}

@@ -293,6 +293,11 @@ impl Monitor {
         self.shared.level.load()
     }
 
+    /// How many transitions there have been since start.
+    pub fn transitions(&self) -> u64 {
+        self.shared.level.snapshot().1
+    }
+
     /// Subscribes to transitions; the first event is the current level.
     pub fn subscribe(&self) -> Subscription {
         self.shared.publisher.subscribe()

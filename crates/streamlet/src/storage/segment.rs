@@ -226,6 +226,7 @@ impl SegmentView {
         }
         let start = block_no * BLOCK_BYTES as u64;
         let len = (self.len_bytes - start).min(BLOCK_BYTES as u64) as usize;
+        let _scope = mempressure::scope!(crate::Component::SegmentCache);
         let mut data = vec![0u8; len];
         self.file.read_exact_at(&mut data, start)?;
         let block: Arc<[u8]> = Arc::from(data);

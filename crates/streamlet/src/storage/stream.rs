@@ -207,7 +207,10 @@ impl Stream {
             }
             return Err(StorageError::io(&path, source));
         }
-        active.index.push(id, offset, state.frame.len() as u64);
+        {
+            let _scope = mempressure::scope!(crate::Component::IndexCache);
+            active.index.push(id, offset, state.frame.len() as u64);
+        }
         state.last_id = id;
         state.len += 1;
         Ok(id)
@@ -299,6 +302,7 @@ impl Stream {
             return Ok(index);
         }
         let path = self.dir.join(segment::index_file_name(view.base));
+        let _scope = mempressure::scope!(crate::Component::IndexCache);
         let index = match segment::load_index_file(&path) {
             Some(index) if index.segment_len_bytes() == view.len_bytes => index,
             _ => {

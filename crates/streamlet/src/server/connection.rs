@@ -1,0 +1,144 @@
+//! One client connection: read, parse, execute, answer; with muted intake
+//! when request bytes cannot be reserved.
+
+use std::io;
+use std::time::Duration;
+
+use mempressure::alloc::transfer_vec;
+use mempressure::{Reservation, ReserveError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Shared;
+use crate::commands::execute;
+use crate::resp::{parse, Reply};
+use crate::Component;
+
+/// Request bytes a connection may buffer without a reservation.
+///
+/// Enough for any ordinary command and a pipeline of small ones, so `PING`
+/// and friends are answered at every level.
+pub const BASE_READ_BYTES: usize = 16 * 1024;
+/// Replies are written once this many bytes are queued.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// How long a muted connection waits for room before it tries again.
+const MUTE_WAIT: Duration = Duration::from_millis(250);
+
+/// Serves one connection until the client leaves or errs.
+///
+/// # Errors
+///
+/// The socket's I/O errors; protocol errors are answered and close the
+/// connection with `Ok`.
+pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(BASE_READ_BYTES);
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    // The reservation behind a buffer grown past the base; dropped with it.
+    let mut _held: Option<Reservation> = None;
+    let max_request = shared
+        .limits
+        .max_bulk_bytes
+        .saturating_add(shared.limits.max_inline_bytes);
+
+    loop {
+        // Room to read: a larger request first needs its bytes reserved.
+        if buf.len() == buf.capacity() {
+            let target = (buf.capacity() * 2).min(max_request.max(BASE_READ_BYTES));
+            if target <= buf.len() {
+                return refuse(
+                    &mut stream,
+                    &mut out,
+                    "ERR Protocol error: request too large",
+                )
+                .await;
+            }
+            match reserve(shared, target - BASE_READ_BYTES).await {
+                Ok(reservation) => _held = reservation,
+                Err(error) => {
+                    let message = format!("ERR request refused: {error}");
+                    return refuse(&mut stream, &mut out, &message).await;
+                }
+            }
+            buf.reserve_exact(target - buf.len());
+            let _ = transfer_vec(&buf, Component::RequestBuffers.into());
+        }
+
+        // Read what the client sent.
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+
+        // Answer every complete request.
+        let mut consumed = 0;
+        loop {
+            match parse(&buf[consumed..], &shared.limits) {
+                Ok(Some((request, used))) => {
+                    consumed += used;
+                    if request.is_empty() {
+                        continue;
+                    }
+                    let outcome = execute(&request, &shared.ctx);
+                    outcome.reply.encode(&mut out);
+                    if outcome.close {
+                        stream.write_all(&out).await?;
+                        return Ok(());
+                    }
+                    if out.len() >= WRITE_BATCH_BYTES {
+                        stream.write_all(&out).await?;
+                        out.clear();
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => return refuse(&mut stream, &mut out, &error.to_string()).await,
+            }
+        }
+        buf.drain(..consumed);
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+            out.shrink_to(WRITE_BATCH_BYTES);
+        }
+
+        // Hand back what a large request took once it is answered.
+        if buf.capacity() > BASE_READ_BYTES && buf.len() <= BASE_READ_BYTES / 2 {
+            buf.shrink_to(BASE_READ_BYTES);
+            let _ = transfer_vec(&buf, Component::Connections.into());
+            _held = None;
+        }
+    }
+}
+
+/// Reserves `bytes` of request buffer, waiting (muted) while the pool is
+/// short. `None` when pressure responses are off.
+async fn reserve(shared: &Shared, bytes: usize) -> Result<Option<Reservation>, ReserveError> {
+    if !shared.responses {
+        return Ok(None);
+    }
+    let component = Component::RequestBuffers;
+    loop {
+        match shared.monitor.try_reserve(component, bytes as u64) {
+            Ok(reservation) => return Ok(Some(reservation)),
+            Err(error) if !error.is_pressure() => return Err(error),
+            Err(_) => {}
+        }
+        // Muted: not reading lets TCP push back on the client.
+        let index = mempressure::ComponentId::from(component).index();
+        match shared
+            .monitor
+            .tracker()
+            .reserve(index, bytes as u64, MUTE_WAIT)
+            .await
+        {
+            Ok(reservation) => return Ok(Some(reservation)),
+            Err(error) if !error.is_pressure() => return Err(error),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Answers with an error, then closes.
+async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, message: &str) -> io::Result<()> {
+    Reply::error(message.to_owned()).encode(out);
+    stream.write_all(out).await?;
+    stream.shutdown().await
+}
