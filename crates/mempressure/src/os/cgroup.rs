@@ -24,11 +24,15 @@
 //!
 //! Every figure is in bytes.
 //!
-//! | figure | v2 | v1 |
-//! |---|---|---|
-//! | [`CgroupMemory::limit_bytes`] | tightest `memory.max` / `memory.high` of the cgroup and its ancestors up to the mount root | tightest `memory.limit_in_bytes` of the cgroup and its ancestors, and `hierarchical_memory_limit` in `memory.stat` |
-//! | [`CgroupMemory::usage_bytes`] | `memory.current` | `memory.usage_in_bytes` |
-//! | [`CgroupMemory::reclaimable_file_bytes`] | `inactive_file` in `memory.stat` | `total_inactive_file` in `memory.stat` |
+//! - [`CgroupMemory::limit_bytes`] is, on v2, the tightest `memory.max` or
+//!   `memory.high` of the cgroup and its ancestors up to the mount root; on
+//!   v1, the tightest `memory.limit_in_bytes` of the same directories and
+//!   `hierarchical_memory_limit` in the cgroup's `memory.stat`.
+//! - [`CgroupMemory::usage_bytes`] is v2 `memory.current`, v1
+//!   `memory.usage_in_bytes`.
+//! - [`CgroupMemory::reclaimable_file_bytes`] is v2 `inactive_file` in
+//!   `memory.stat`, v1 `total_inactive_file` there (which, like
+//!   `memory.usage_in_bytes`, includes child cgroups).
 //!
 //! `memory.high` counts as a limit because above it the kernel throttles and
 //! reclaims the cgroup hard: a server should shed load before it gets there.
@@ -475,47 +479,6 @@ mod tests {
         );
         assert!(parse_limit("", None).is_err());
         assert!(parse_limit("12 kB", None).is_err());
-    }
-
-    #[test]
-    fn hybrid_layout_prefers_the_v1_memory_hierarchy() {
-        // With both a v2 line and a v1 memory line, memory is on v1.
-        let cgroup = "4:memory:/app\n1:name=systemd:/\n0::/\n";
-        let mountinfo = "\
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        let found = CgroupLocator::from_parts(cgroup, mountinfo);
-        let found = found.map(|l| (l.version(), l.dir()));
-        let expected = (
-            CgroupVersion::V1,
-            PathBuf::from("/sys/fs/cgroup/memory/app"),
-        );
-        assert_eq!(found, Some(expected));
-    }
-
-    #[test]
-    fn v1_controller_lists_and_optional_mount_fields_are_understood() {
-        // memory may share a hierarchy; optional fields precede the `-`.
-        let cgroup = "9:memory,hugetlb:/a/b\n";
-        let mountinfo = "\
-1 0 8:1 / / rw - ext4 /dev/sda1 rw
-30 25 0:26 / /sys/fs/cgroup/mem\\040ory rw shared:5 master:2 - cgroup none rw,memory,hugetlb\n";
-        let found = CgroupLocator::from_parts(cgroup, mountinfo).map(|l| l.dir());
-        assert_eq!(found, Some(PathBuf::from("/sys/fs/cgroup/mem ory/a/b")));
-    }
-
-    #[test]
-    fn path_outside_every_mount_root_finds_nothing() {
-        // A namespace shows cgroups outside it as `/..`; those cannot be read.
-        let mountinfo = "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(CgroupLocator::from_parts("0::/../other\n", mountinfo), None);
-        let rooted = "30 25 0:26 /kubepods /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            CgroupLocator::from_parts("0::/system.slice\n", rooted),
-            None
-        );
-        assert_eq!(CgroupLocator::from_parts("", mountinfo), None);
-        assert_eq!(CgroupLocator::from_parts("0::/\n", "garbage\n"), None);
     }
 
     #[test]

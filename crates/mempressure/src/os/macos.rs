@@ -42,6 +42,8 @@ const KERN_SUCCESS: i32 = 0;
 /// `time_value_t` from `<mach/time_value.h>`: seconds and microseconds.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+// Every field mirrors the C layout; only a few are read.
+#[allow(dead_code)]
 struct TimeValue {
     seconds: IntegerT,
     microseconds: IntegerT,
@@ -50,6 +52,8 @@ struct TimeValue {
 /// `struct mach_task_basic_info` from `<mach/task_info.h>`.
 #[repr(C, packed(4))]
 #[derive(Debug, Clone, Copy, Default)]
+// Every field mirrors the C layout; only a few are read.
+#[allow(dead_code)]
 struct MachTaskBasicInfo {
     /// Virtual memory size in bytes.
     virtual_size: MachVmSizeT,
@@ -76,6 +80,8 @@ const MACH_TASK_BASIC_INFO_COUNT: NaturalT = 12;
 /// fields, and the kernel writes no more than the count it is given.
 #[repr(C, packed(4))]
 #[derive(Debug, Clone, Copy, Default)]
+// Every field mirrors the C layout; only a few are read.
+#[allow(dead_code)]
 struct TaskVmInfoRev1 {
     virtual_size: MachVmSizeT,
     region_count: IntegerT,

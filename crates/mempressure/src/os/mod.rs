@@ -2,15 +2,19 @@
 //!
 //! Every figure is in bytes. Where each one comes from:
 //!
-//! | figure | Linux | macOS |
-//! |---|---|---|
-//! | [`ProcessMemory::resident_bytes`] | `/proc/self/statm` field 2, pages | `mach_task_basic_info.resident_size` |
-//! | [`ProcessMemory::virtual_bytes`] | `/proc/self/statm` field 1, pages | `mach_task_basic_info.virtual_size` |
-//! | [`ProcessMemory::anon_resident_bytes`] | `/proc/self/status` `RssAnon`, kB | `None` |
-//! | [`ProcessMemory::file_resident_bytes`] | `/proc/self/status` `RssFile` + `RssShmem`, kB | `None` |
-//! | [`ProcessMemory::phys_footprint_bytes`] | `None` | `task_vm_info.phys_footprint` |
-//! | [`page_size_bytes`] | `sysconf(_SC_PAGESIZE)` | `sysconf(_SC_PAGESIZE)` |
-//! | [`physical_memory_bytes`] | `sysconf(_SC_PHYS_PAGES)` x page size | `sysctl hw.memsize` |
+//! - [`ProcessMemory::resident_bytes`] from Linux `/proc/self/statm` field 2
+//!   (pages); macOS `mach_task_basic_info.resident_size` (bytes).
+//! - [`ProcessMemory::virtual_bytes`] from Linux `/proc/self/statm` field 1
+//!   (pages); macOS `mach_task_basic_info.virtual_size` (bytes).
+//! - [`ProcessMemory::anon_resident_bytes`] from Linux `/proc/self/status`
+//!   `RssAnon` (kB); `None` on macOS.
+//! - [`ProcessMemory::file_resident_bytes`] from Linux `/proc/self/status`
+//!   `RssFile` + `RssShmem` (kB); `None` on macOS.
+//! - [`ProcessMemory::phys_footprint_bytes`] from macOS
+//!   `task_vm_info.phys_footprint` (bytes); `None` on Linux.
+//! - [`page_size_bytes`] from `sysconf(_SC_PAGESIZE)` (bytes) on both.
+//! - [`physical_memory_bytes`] from Linux `sysconf(_SC_PHYS_PAGES)` (pages)
+//!   times the page size; macOS `sysctl hw.memsize` (bytes).
 //!
 //! Pages are converted with the page size the kernel reports, never an
 //! assumed one; `kB` in `/proc` means 1024 bytes. The cgroup the process
