@@ -9,11 +9,14 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
+
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   test    format check, clippy (warnings denied), all tests, doc build
   demo    build streamlet and drive it through every pressure level
+  bench   allocator variants side by side (see cargo xtask bench --help)
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn run() -> Result<()> {
     match task.as_str() {
         "test" => test(&rest),
         "demo" => demo(&rest),
+        "bench" => bench::run(&rest),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -43,7 +47,10 @@ fn run() -> Result<()> {
 
 /// The workspace root: the parent of this crate's manifest directory.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Runs `cargo` with `args` in the workspace root, failing on a non-zero exit.
@@ -67,14 +74,34 @@ fn test(rest: &[String]) -> Result<()> {
         bail!("test takes no arguments, got {rest:?}");
     }
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
     cargo(&["test", "--workspace"], &[])?;
-    cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    cargo(
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
     Ok(())
 }
 
 fn demo(rest: &[String]) -> Result<()> {
-    let mut args = vec!["run", "--release", "--package", "mempressure-alloc", "--example", "counters"];
+    let mut args = vec![
+        "run",
+        "--release",
+        "--package",
+        "mempressure-alloc",
+        "--example",
+        "counters",
+    ];
     args.push("--");
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     args.extend(rest);
