@@ -47,10 +47,7 @@ fn run() -> Result<()> {
 
 /// The workspace root: the parent of this crate's manifest directory.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// Runs `cargo` with `args` in the workspace root, failing on a non-zero exit.
@@ -74,34 +71,14 @@ fn test(rest: &[String]) -> Result<()> {
         bail!("test takes no arguments, got {rest:?}");
     }
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
-    cargo(
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &[],
-    )?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
     cargo(&["test", "--workspace"], &[])?;
-    cargo(
-        &["doc", "--workspace", "--no-deps"],
-        &[("RUSTDOCFLAGS", "-D warnings")],
-    )?;
+    cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
     Ok(())
 }
 
 fn demo(rest: &[String]) -> Result<()> {
-    let mut args = vec![
-        "run",
-        "--release",
-        "--package",
-        "mempressure-alloc",
-        "--example",
-        "counters",
-    ];
+    let mut args = vec!["run", "--release", "--package", "mempressure-alloc", "--example", "counters"];
     args.push("--");
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     args.extend(rest);
