@@ -9,11 +9,14 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
+
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   test    format check, clippy (warnings denied), all tests, doc build
   demo    build streamlet and drive it through every pressure level
+  bench   allocator variants side by side (see cargo xtask bench --help)
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn run() -> Result<()> {
     match task.as_str() {
         "test" => test(&rest),
         "demo" => demo(&rest),
+        "bench" => bench::run(&rest),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
