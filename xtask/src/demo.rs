@@ -8,9 +8,9 @@
 //! waits for normal; `verify` reads every stream back.
 
 mod monitor;
+mod status;
 
 use std::fs::{self, File};
-use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{self, Child, Command, Stdio};
@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 use crate::load::resp::{Connection, Reply};
-use crate::load::{self, Generator, LoadConfig, Stats};
-use monitor::{level_rank, mib, Sampled, Sampler};
+use crate::load::{self, Generator, LoadConfig};
+use monitor::{level_rank, mib, Sampler};
+use status::{percent, StatusLine};
 
 const USAGE: &str = "usage: cargo xtask demo [options]
 
@@ -324,7 +325,11 @@ fn drive(args: &DemoArgs, server: &mut ServerGuard, addr: SocketAddr) -> Result<
         "  levels seen     {} | server transitions {} | recovered to normal: {}",
         sampled.levels.join(" -> "),
         info.show("mempressure_transitions"),
-        if recovered { "yes" } else { "no" }
+        match (recovered, level_rank(&info.level())) {
+            (true, _) => "yes",
+            (false, None) => "unknown (no mempressure_level)",
+            (false, Some(_)) => "NO",
+        }
     );
     println!(
         "  rejected -OOM   {} of {} flood connections (+PONG {}) | server \
@@ -370,111 +375,6 @@ fn drive(args: &DemoArgs, server: &mut ServerGuard, addr: SocketAddr) -> Result<
         println!("  note            critical was not reached; no -OOM rejection was shown");
     }
     Ok(failures)
-}
-
-/// Formats `part` as a percentage of `whole`, or `?`.
-fn percent(part: Option<u64>, whole: Option<u64>) -> String {
-    match (part, whole) {
-        (Some(part), Some(whole)) if whole > 0 => {
-            format!("{:.1}%", part as f64 * 100.0 / whole as f64)
-        }
-        _ => "?%".into(),
-    }
-}
-
-/// The live status line: overwritten in place on a terminal, one plain
-/// line per update otherwise.
-struct StatusLine {
-    terminal: bool,
-    open: bool,
-    last: Option<(Instant, u64)>,
-    acks_per_sec: f64,
-}
-
-impl StatusLine {
-    fn new() -> Self {
-        StatusLine {
-            terminal: io::stdout().is_terminal(),
-            open: false,
-            last: None,
-            acks_per_sec: 0.0,
-        }
-    }
-
-    /// Prints the status if the last one is at least `STATUS_PERIOD` old.
-    fn show(&mut self, started: Instant, phase: Phase, sampled: &Sampled, generator: &Generator) {
-        let stats = generator.stats();
-        let now = Instant::now();
-        if let Some((at, acked)) = self.last {
-            if now.duration_since(at) < STATUS_PERIOD {
-                return;
-            }
-            let secs = now.duration_since(at).as_secs_f64();
-            self.acks_per_sec = stats.acked.saturating_sub(acked) as f64 / secs;
-        }
-        self.last = Some((now, stats.acked));
-        let line = status_text(
-            started,
-            phase,
-            sampled,
-            &stats,
-            self.acks_per_sec,
-            generator,
-        );
-        if self.terminal {
-            print!("\r{line:<150}");
-            self.open = true;
-        } else {
-            println!("{line}");
-        }
-        // A status line that cannot be flushed is not worth failing for.
-        let _ = io::stdout().flush();
-    }
-
-    /// Ends an overwritten line so the next output starts on its own line.
-    fn finish(&mut self) {
-        if self.open {
-            println!();
-            self.open = false;
-        }
-    }
-}
-
-fn status_text(
-    started: Instant,
-    phase: Phase,
-    sampled: &Sampled,
-    stats: &Stats,
-    acks_per_sec: f64,
-    generator: &Generator,
-) -> String {
-    let info = &sampled.latest;
-    let usage = info.usage_bytes();
-    let limit = info.limit_bytes();
-    let top: Vec<String> = info
-        .components()
-        .into_iter()
-        .take(3)
-        .map(|(name, bytes)| format!("{name} {}", mib(bytes)))
-        .collect();
-    format!(
-        "{:>5.1}s {:<8} {:<8} {}/{} MiB {:>6} | {} | {:>6.0} acks/s p{} | rejected {} (server {})",
-        started.elapsed().as_secs_f64(),
-        phase.name(),
-        info.level(),
-        usage.map_or_else(|| "?".into(), mib),
-        limit.map_or_else(|| "?".into(), mib),
-        percent(usage, limit),
-        if top.is_empty() {
-            "components ?".into()
-        } else {
-            top.join(", ")
-        },
-        acks_per_sec,
-        generator.producers(),
-        stats.flood_oom,
-        info.show("mempressure_rejected_connections")
-    )
 }
 
 fn parse_args(rest: &[String]) -> Result<Option<DemoArgs>> {
