@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask test | demo | bench | soak`.
+//! Project tasks: `cargo xtask test | demo | load | bench | soak`.
 //!
 //! `test` runs everything a contributor keeps green: the format check,
 //! clippy with warnings denied, every test and the doc build.
@@ -10,12 +10,17 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod demo;
+mod load;
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   test    format check, clippy (warnings denied), all tests, doc build
   demo    build streamlet and drive it through every pressure level
+          [--memory-limit 256MiB] [--duration-secs N] [--keep-data] [--server-bin PATH]
+  load    load any RESP2 stream server on 127.0.0.1 and verify what it kept
+          (cargo xtask load --help for the options)
   bench   allocator variants side by side (see cargo xtask bench --help)
 ";
 
@@ -35,7 +40,8 @@ fn run() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match task.as_str() {
         "test" => test(&rest),
-        "demo" => demo(&rest),
+        "demo" => demo::run(&rest),
+        "load" => load::run(&rest),
         "bench" => bench::run(&rest),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
@@ -91,19 +97,4 @@ fn test(rest: &[String]) -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     Ok(())
-}
-
-fn demo(rest: &[String]) -> Result<()> {
-    let mut args = vec![
-        "run",
-        "--release",
-        "--package",
-        "mempressure-alloc",
-        "--example",
-        "counters",
-    ];
-    args.push("--");
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    args.extend(rest);
-    cargo(&args, &[])
 }
