@@ -89,7 +89,10 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<
                     }
                 }
                 Ok(None) => break,
-                Err(error) => return refuse(&mut stream, &mut out, &error.to_string()).await,
+                Err(error) => {
+                    let message = format!("ERR {error}");
+                    return refuse(&mut stream, &mut out, &message).await;
+                }
             }
         }
         buf.drain(..consumed);
