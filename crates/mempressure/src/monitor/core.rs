@@ -79,7 +79,11 @@ impl MonitorCore {
     }
 
     /// A full tick: every reading, the level, the responses, the metrics.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    ///
+    /// Returns `true` when the shim's total was already past a watermark as
+    /// it was armed (see [`arm`](Self::arm)): no signal will report that
+    /// crossing, so the caller should look again soon.
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
         let started = Instant::now();
 
         // Read everything and decide the usage figure.
@@ -93,7 +97,7 @@ impl MonitorCore {
         // Decide the level, then act on it.
         self.evaluate(usage, sample.tracked_bytes, now);
         self.respond(usage.usage_bytes, &sample, now);
-        self.arm();
+        let outside = self.arm();
 
         // Publish the reading for readers and metrics.
         self.ticks += 1;
@@ -120,11 +124,13 @@ impl MonitorCore {
         if let Ok(mut slot) = self.shared.reading.lock() {
             *slot = reading;
         }
+        outside
     }
 
     /// Between ticks, when a crossing woke the monitor: the shim's total
-    /// with the last correction, no other reading.
-    pub(crate) fn wake(&mut self, now: Instant) {
+    /// with the last correction, no other reading. Returns what
+    /// [`tick`](Self::tick) does.
+    pub(crate) fn wake(&mut self, now: Instant) -> bool {
         let tracked = self.sampler.tracked_bytes();
         let usage_bytes = tracked.saturating_add(self.correction_bytes.max(0) as u64);
         let usage = Usage {
@@ -137,7 +143,7 @@ impl MonitorCore {
                 self.reclaim_for(transition.to, usage_bytes);
             }
         }
-        self.arm();
+        self.arm()
     }
 
     /// Runs the state machine on `usage`; publishes and logs a transition.
@@ -285,8 +291,14 @@ impl MonitorCore {
         }
     }
 
-    /// Arms the shim's watermarks at the next thresholds up and down.
-    fn arm(&self) {
+    /// Arms the shim's watermarks at the next thresholds up and down;
+    /// `true` if the total is already outside them.
+    ///
+    /// A crossing that happens after a look but before this arming (threads
+    /// freeing while a transition is published, say) raises no signal: the
+    /// watermark it crossed was not armed yet, and the one armed now is
+    /// already behind the total.
+    fn arm(&self) -> bool {
         let config = self.machine.config();
         let correction = self.correction_bytes.max(0);
         let to_tracked = |usage_bytes: u64| (usage_bytes as i64).saturating_sub(correction);
@@ -298,7 +310,7 @@ impl MonitorCore {
             ),
             PressureLevel::Critical => (to_tracked(config.critical_exit_bytes()), i64::MAX),
         };
-        mempressure_alloc::set_watermarks(low, high);
+        mempressure_alloc::set_watermarks(low, high)
     }
 
     fn top_components(&self) -> Vec<(&'static str, u64)> {

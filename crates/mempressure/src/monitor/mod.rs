@@ -172,12 +172,12 @@ impl std::fmt::Debug for Ticker {
 impl Ticker {
     /// One full tick at `now`.
     pub fn tick(&mut self, now: Instant) {
-        self.core.tick(now);
+        let _ = self.core.tick(now);
     }
 
     /// What a crossing signal does between ticks, at `now`.
     pub fn wake(&mut self, now: Instant) {
-        self.core.wake(now);
+        let _ = self.core.wake(now);
     }
 }
 
@@ -403,19 +403,31 @@ impl Monitor {
     }
 }
 
-/// The monitor thread: a full tick every `tick`, a quick look on every wake.
+/// How soon the monitor looks again when the shim's total was already past a
+/// watermark as it was armed. Not at once: the total may stay there without
+/// a transition (a step down held by the minimum dwell), and a quick look
+/// every millisecond costs well under a thousandth of a core.
+const RELOOK: Duration = Duration::from_millis(1);
+
+/// The monitor thread: a full tick every `tick`, a quick look on every wake,
+/// and another soon after when a crossing slipped in before the arming.
 fn run(shared: &Shared, core: &mut MonitorCore, tick: Duration) {
     mempressure_alloc::register_waiter(thread::current());
     let mut next_tick = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if now >= next_tick {
-            core.tick(now);
+        let outside = if now >= next_tick {
             next_tick = now + tick;
+            core.tick(now)
         } else {
-            core.wake(now);
-        }
-        thread::park_timeout(next_tick.saturating_duration_since(Instant::now()));
+            core.wake(now)
+        };
+        let until_tick = next_tick.saturating_duration_since(Instant::now());
+        thread::park_timeout(if outside {
+            until_tick.min(RELOOK)
+        } else {
+            until_tick
+        });
     }
     mempressure_alloc::clear_watermarks();
 }
