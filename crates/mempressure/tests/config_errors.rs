@@ -23,8 +23,10 @@ fn size_like() -> impl Strategy<Value = String> {
         .prop_map(str::to_owned),
         // Unicode: Arabic-Indic and full-width digits, a non-breaking and an
         // ideographic space, a combining mark, an emoji, the micro sign.
-        prop::sample::select(vec!["٣", "１", "\u{a0}", "\u{3000}", "\u{301}", "🧠", "µ", "Ｍ"])
-            .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "٣", "１", "\u{a0}", "\u{3000}", "\u{301}", "🧠", "µ", "Ｍ"
+        ])
+        .prop_map(str::to_owned),
     ];
     prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
 }

@@ -43,13 +43,26 @@ fn multibulk(args: &[Vec<u8>]) -> Vec<u8> {
 /// Damage done to a valid request.
 #[derive(Debug, Clone)]
 enum Mutation {
-    FlipBit { at: usize, bit: u8 },
-    Truncate { at: usize },
+    FlipBit {
+        at: usize,
+        bit: u8,
+    },
+    Truncate {
+        at: usize,
+    },
     /// Repeats the length line starting at the `nth` `*` or `$`.
-    DuplicateLengthLine { nth: usize },
+    DuplicateLengthLine {
+        nth: usize,
+    },
     /// Replaces the digits after the `nth` `*` or `$` with this number.
-    HugeNumber { nth: usize, number: String },
-    Insert { at: usize, bytes: Vec<u8> },
+    HugeNumber {
+        nth: usize,
+        number: String,
+    },
+    Insert {
+        at: usize,
+        bytes: Vec<u8>,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
