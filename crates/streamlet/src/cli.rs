@@ -20,7 +20,8 @@ pub struct Cli {
         long,
         value_name = "ADDR",
         env = "STREAMLET_LISTEN",
-        default_value = "127.0.0.1:6390"
+        default_value = "127.0.0.1:6390",
+        value_parser = parse_listen
     )]
     pub listen: SocketAddr,
 
@@ -101,6 +102,12 @@ pub enum Fsync {
     Never,
     /// After every append, with fdatasync.
     Always,
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        format!("{value:?} is not a socket address such as 127.0.0.1:6390 or [::1]:6390")
+    })
 }
 
 fn parse_metrics_listen(value: &str) -> Result<MetricsListen, String> {

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("streamlet: {error:#}");
+            eprintln!("streamlet: {}", error_chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -65,8 +65,12 @@ fn run(cli: Cli) -> Result<()> {
         Fsync::Never => FsyncPolicy::Never,
         Fsync::Always => FsyncPolicy::EveryAppend,
     };
-    let store = Store::open(store_config, blocks.clone(), indexes.clone())
-        .with_context(|| format!("cannot open the data directory {}", cli.data_dir.display()))?;
+    let store = Store::open(store_config, blocks.clone(), indexes.clone()).with_context(|| {
+        format!(
+            "cannot open the data directory {} (--data-dir)",
+            cli.data_dir.display()
+        )
+    })?;
     let responses = cli.pressure_responses == Switch::On;
     let _reclaimers = responses.then(|| {
         register_caches(
@@ -108,6 +112,26 @@ fn run(cli: Cli) -> Result<()> {
     })?;
     monitor.stop();
     Ok(())
+}
+
+/// The error and its causes joined with `: `, leaving out a cause whose
+/// text its parent already ends with (errors that print their source
+/// themselves would otherwise say it twice).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if last.ends_with(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        last = message;
+    }
+    text
 }
 
 /// Completes on SIGINT or SIGTERM.

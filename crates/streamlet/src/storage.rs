@@ -105,6 +105,14 @@ pub enum StorageError {
         /// The underlying error.
         source: io::Error,
     },
+    /// Writing or syncing an appended record failed (a full disk, a file
+    /// size limit, an I/O error); the record was not stored.
+    Write {
+        /// The segment file written to.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// The entry ID was refused.
     Id(IdError),
     /// The key escapes to more than [`MAX_ENCODED_KEY_BYTES`] bytes.
@@ -131,6 +139,9 @@ impl fmt::Display for StorageError {
             StorageError::Io { path, source } => {
                 write!(f, "i/o error on {}: {source}", path.display())
             }
+            StorageError::Write { path, source } => {
+                write!(f, "cannot write to {}: {source}", path.display())
+            }
             StorageError::Id(error) => error.fmt(f),
             StorageError::KeyTooLong => write!(
                 f,
@@ -152,7 +163,7 @@ impl fmt::Display for StorageError {
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StorageError::Io { source, .. } => Some(source),
+            StorageError::Io { source, .. } | StorageError::Write { source, .. } => Some(source),
             StorageError::Id(error) => Some(error),
             _ => None,
         }
@@ -259,8 +270,9 @@ impl Store {
     ///
     /// [`StorageError::Id`] when the ID is refused (Redis's rules, see
     /// [`IdSpec::resolve`]), [`StorageError::KeyTooLong`],
-    /// [`StorageError::EntryTooLarge`], [`StorageError::StreamFailed`], and
-    /// [`StorageError::Io`].
+    /// [`StorageError::EntryTooLarge`], [`StorageError::StreamFailed`],
+    /// [`StorageError::Write`] when the record could not be written (nothing
+    /// of it is kept), and [`StorageError::Io`].
     pub fn append(
         &self,
         key: &[u8],

@@ -116,7 +116,7 @@ fn entry_reply(entry: Entry) -> Reply {
 fn storage_error(error: &StorageError) -> Reply {
     match error {
         StorageError::Id(id_error) => Reply::error(id_error.redis_message()),
-        StorageError::Io { .. } => {
+        StorageError::Io { .. } | StorageError::Write { .. } => {
             tracing::error!(%error, "storage operation failed");
             Reply::error(format!("ERR {error}"))
         }

@@ -154,7 +154,8 @@ impl Stream {
     /// # Errors
     ///
     /// [`StorageError::Id`] when the ID is refused, `EntryTooLarge`,
-    /// `StreamFailed`, and I/O errors.
+    /// `StreamFailed`, `Write` when the record could not be written, and I/O
+    /// errors.
     pub(crate) fn append(
         &self,
         spec: IdSpec,
@@ -205,7 +206,7 @@ impl Stream {
                     "cannot undo a failed append; stream refuses writes until reopened");
                 state.failed = true;
             }
-            return Err(StorageError::io(&path, source));
+            return Err(StorageError::Write { path, source });
         }
         {
             let _scope = mempressure::scope!(crate::Component::IndexCache);
