@@ -78,10 +78,20 @@ const STATE_ACTIVE: u8 = 2;
 const STATE_NO_SLOT: u8 = 3;
 const STATE_EXITED: u8 = 4;
 
+/// The unflushed delta of a thread without a slot of its own.
+///
+/// Far outside the flush window, so the one range check of the fast path
+/// sends every operation of such a thread to [`charge_slow`]: the fast path
+/// needs no separate test of the slot pointer. No allocation size can bring
+/// the sum back into the window (sizes are far below 2^62).
+const NO_SLOT_DELTA: i64 = i64::MIN / 2;
+
 /// The per-thread state on the allocation path.
 ///
 /// Const-initialised and free of `Drop`, so the thread-local registers no
 /// destructor and stays readable through the whole of thread teardown.
+/// `slot` is non-null exactly when `unflushed_bytes` is inside the flush
+/// window.
 struct Local {
     state: Cell<u8>,
     slot: Cell<*const Slot>,
@@ -95,65 +105,92 @@ thread_local! {
             state: Cell::new(STATE_UNCLAIMED),
             slot: Cell::new(ptr::null()),
             tag: Cell::new(0),
-            unflushed_bytes: Cell::new(0),
+            unflushed_bytes: Cell::new(NO_SLOT_DELTA),
         }
     };
 }
 
+/// Whether an unflushed delta has left the window `[-FLUSH_BYTES,
+/// FLUSH_BYTES]`: one add and one unsigned comparison for both signs.
+#[inline(always)]
+fn outside_window(unflushed: i64) -> bool {
+    unflushed.wrapping_add(signal::FLUSH_BYTES) as u64 > 2 * signal::FLUSH_BYTES as u64
+}
+
 /// Counts `delta` bytes for component `tag` on the calling thread.
-///
-/// The fast path is a thread-local read, one owned counter update and the
-/// flush check; everything else is in [`charge_slow`].
 #[inline(always)]
 pub(crate) fn charge(tag: u8, delta: i64) {
-    let charged = LOCAL.try_with(|local| {
-        let slot = local.slot.get();
-        if slot.is_null() {
-            charge_slow(local, tag, delta);
-            return;
-        }
-        // SAFETY: a non-null `slot` points into the static `SLOTS`, and this
-        // thread owns it until its exit hook clears the pointer.
-        unsafe { &*slot }.add_owned(tag, delta);
-        add_unflushed(local, delta);
-    });
-    if charged.is_err() {
+    if !charge_fast(tag, delta) {
+        charge_cold(tag, delta);
+    }
+}
+
+/// The fast path alone: the unflushed delta's update and range check, then
+/// one owned counter update. `false` means nothing was counted and
+/// [`charge_cold`] must be called (a flush is due, the thread has no slot,
+/// or its thread-local is out of reach).
+///
+/// Keeping the slow path out lets a caller make its last call a tail call.
+#[inline(always)]
+pub(crate) fn charge_fast(tag: u8, delta: i64) -> bool {
+    LOCAL
+        .try_with(|local| {
+            let unflushed = local.unflushed_bytes.get().wrapping_add(delta);
+            if outside_window(unflushed) {
+                return false;
+            }
+            local.unflushed_bytes.set(unflushed);
+            // SAFETY: inside the window the slot pointer is non-null (see
+            // `Local`); it points into the static `SLOTS`, and this thread
+            // owns that slot until its exit hook clears the pointer.
+            unsafe { &*local.slot.get() }.add_owned(tag, delta);
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// Counts what [`charge_fast`] declined.
+#[cold]
+#[inline(never)]
+pub(crate) fn charge_cold(tag: u8, delta: i64) {
+    if LOCAL
+        .try_with(|local| charge_slow(local, tag, delta))
+        .is_err()
+    {
         charge_orphan(tag, delta);
     }
 }
 
-/// Adds to the thread's unflushed delta and flushes it past the granularity.
-#[inline(always)]
-fn add_unflushed(local: &Local, delta: i64) {
-    let unflushed = local.unflushed_bytes.get().wrapping_add(delta);
-    // One comparison for both signs: |unflushed| > FLUSH_BYTES.
-    if unflushed.wrapping_add(signal::FLUSH_BYTES) as u64 > 2 * signal::FLUSH_BYTES as u64 {
-        local.unflushed_bytes.set(0);
-        signal::flush(unflushed);
-    } else {
-        local.unflushed_bytes.set(unflushed);
-    }
-}
-
-/// Counts for a thread that has no slot yet, or no more.
-#[cold]
-#[inline(never)]
+/// Counts what the fast path could not: a flush, a first allocation, or a
+/// thread without a slot.
 fn charge_slow(local: &Local, tag: u8, delta: i64) {
+    // A thread with a slot: flush the delta to the shared total.
+    if let Some(slot) = owned_slot(local) {
+        slot.add_owned(tag, delta);
+        let unflushed = local.unflushed_bytes.replace(0).wrapping_add(delta);
+        signal::flush(unflushed);
+        return;
+    }
+
+    // A first allocation: claim a slot, then count as its owner.
     if local.state.get() == STATE_UNCLAIMED {
         claim_slot(local);
         if let Some(slot) = owned_slot(local) {
             slot.add_owned(tag, delta);
-            add_unflushed(local, delta);
+            if outside_window(delta) {
+                local.unflushed_bytes.set(0);
+                signal::flush(delta);
+            } else {
+                local.unflushed_bytes.set(delta);
+            }
             return;
         }
     }
+
+    // No slot (claiming, none free, or exited): the shared overflow slot,
+    // and the shared total at once.
     OVERFLOW.add_shared(tag, delta);
-    if local.state.get() == STATE_EXITED {
-        // Nobody will flush this thread again: move the total now.
-        signal::flush(delta);
-    } else {
-        add_unflushed(local, delta);
-    }
+    signal::flush(delta);
 }
 
 /// Counts when the thread-local itself cannot be reached.
@@ -218,8 +255,8 @@ pub(crate) fn release_slot(index: usize) {
     let _ = LOCAL.try_with(|local| {
         local.state.set(STATE_EXITED);
         local.slot.set(ptr::null());
-        let unflushed = local.unflushed_bytes.replace(0);
-        if unflushed != 0 {
+        let unflushed = local.unflushed_bytes.replace(NO_SLOT_DELTA);
+        if unflushed != 0 && !outside_window(unflushed) {
             signal::flush(unflushed);
         }
     });

@@ -137,19 +137,14 @@ impl TrackingAllocator<std::alloc::System> {
     }
 }
 
-/// Counts a new block of `size` bytes at `ptr` for the current component.
-#[inline(always)]
-fn count_alloc(ptr: *mut u8, size: usize) {
-    let tag = if size >= TAG_MIN_BYTES {
-        tag_new_block(ptr)
-    } else {
-        0
-    };
-    counters::charge(tag, size as i64);
+/// Counts a new large block: its owner is the current component, if the
+/// owner table has room.
+#[inline(never)]
+fn count_large_alloc(ptr: *mut u8, size: usize) {
+    counters::charge(tag_new_block(ptr), size as i64);
 }
 
 /// Records the current component as the owner of a large block.
-#[cold]
 fn tag_new_block(ptr: *mut u8) -> u8 {
     let tag = counters::current_tag().tag();
     if tag != 0 && tag_table::insert(ptr as usize, tag) {
@@ -169,6 +164,34 @@ fn untag_block(ptr: *mut u8, size: usize) -> u8 {
     }
 }
 
+impl<A: GlobalAlloc> TrackingAllocator<A> {
+    /// Frees a small block whose count the fast path declined.
+    ///
+    /// # Safety
+    ///
+    /// Same as [`GlobalAlloc::dealloc`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_cold(&self, ptr: *mut u8, layout: Layout) {
+        counters::charge_cold(0, -(layout.size() as i64));
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// Frees a large block: its owner is looked up, then charged.
+    ///
+    /// # Safety
+    ///
+    /// Same as [`GlobalAlloc::dealloc`].
+    #[inline(never)]
+    unsafe fn dealloc_large(&self, ptr: *mut u8, layout: Layout) {
+        let tag = tag_table::remove(ptr as usize);
+        counters::charge(tag, -(layout.size() as i64));
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+}
+
 // SAFETY: every method forwards to the inner allocator's same method with
 // the caller's arguments unchanged, so the inner allocator's guarantees
 // (alignment, size, validity) are what callers get. The counting around the
@@ -179,7 +202,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
         let ptr = unsafe { self.inner.alloc(layout) };
         if !ptr.is_null() {
-            count_alloc(ptr, layout.size());
+            if layout.size() < TAG_MIN_BYTES {
+                counters::charge(0, layout.size() as i64);
+            } else {
+                count_large_alloc(ptr, layout.size());
+            }
         }
         ptr
     }
@@ -189,17 +216,28 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            count_alloc(ptr, layout.size());
+            if layout.size() < TAG_MIN_BYTES {
+                counters::charge(0, layout.size() as i64);
+            } else {
+                count_large_alloc(ptr, layout.size());
+            }
         }
         ptr
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let tag = untag_block(ptr, layout.size());
+        if layout.size() >= TAG_MIN_BYTES {
+            // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+            return unsafe { self.dealloc_large(ptr, layout) };
+        }
+        // Count first, so the inner free is the last call (a tail call).
+        if !counters::charge_fast(0, -(layout.size() as i64)) {
+            // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+            return unsafe { self.dealloc_cold(ptr, layout) };
+        }
         // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
-        unsafe { self.inner.dealloc(ptr, layout) };
-        counters::charge(tag, -(layout.size() as i64));
+        unsafe { self.inner.dealloc(ptr, layout) }
     }
 
     #[inline]
