@@ -228,3 +228,22 @@ fn relief_resets_the_stuck_clock() {
     assert_eq!(monitor.level(), PressureLevel::Critical);
     assert!(!cache.asked.lock().unwrap().contains(&Urgency::Desperate));
 }
+
+#[test]
+fn reserved_bytes_that_are_also_allocated_count_once_in_the_pool() {
+    // Arrange: 500 KB live in component 1, all of it reserved.
+    let fake = Fake::default();
+    let (monitor, mut ticker) = Monitor::manual(config(), Box::new(fake.clone())).unwrap();
+    let held = monitor.tracker().try_reserve(1, 500_000).unwrap();
+    set(&fake, 500_000, 500_000);
+
+    // Act
+    ticker.tick(Instant::now());
+
+    // Assert: the pool sees usage 0 plus 500 KB reserved, so 400 KB more
+    // still fits under critical (900 KB); counted twice, it would not.
+    assert_eq!(monitor.usage_bytes(), 500_000);
+    let more = monitor.tracker().try_reserve(1, 400_000);
+    assert!(more.is_ok(), "{:?}", more.err());
+    drop((held, more));
+}

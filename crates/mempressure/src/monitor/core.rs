@@ -148,7 +148,10 @@ impl MonitorCore {
 
     /// Runs the state machine on `usage`; publishes and logs a transition.
     fn evaluate(&mut self, usage: Usage, tracked_bytes: u64, now: Instant) -> Option<Transition> {
-        self.shared.tracker.set_usage_bytes(usage.usage_bytes);
+        let overlap = self.reserved_and_allocated_bytes();
+        self.shared
+            .tracker
+            .set_usage_bytes(usage.usage_bytes.saturating_sub(overlap));
         self.shared
             .usage_bytes
             .store(usage.usage_bytes, Ordering::Relaxed);
@@ -289,6 +292,17 @@ impl MonitorCore {
                 }
             }
         }
+    }
+
+    /// Bytes both reserved and already allocated, per component: the pool
+    /// counts each such byte once, as reserved, not again as usage.
+    fn reserved_and_allocated_bytes(&self) -> u64 {
+        let reserved = self.shared.tracker.reserved_by_component();
+        reserved
+            .iter()
+            .zip(self.last_components)
+            .map(|((_, reserved), live)| (*reserved).min(live))
+            .sum()
     }
 
     /// Arms the shim's watermarks at the next thresholds up and down;
