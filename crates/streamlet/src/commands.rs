@@ -16,6 +16,7 @@
 //! hit the block cache. [`is_storage_command`] tells the two kinds apart.
 
 mod info;
+mod range_stream;
 mod server;
 mod streams;
 
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use info::{InfoProvider, InfoSection};
+pub use range_stream::{RangeStream, BATCH_ENTRIES};
 
 use crate::resp::{Reply, Request};
 use crate::storage::Store;

@@ -3,7 +3,9 @@
 use super::arity_error;
 use crate::decimal::parse_i64;
 use crate::resp::Reply;
-use crate::storage::{parse_range_end, parse_range_start, Entry, IdSpec, StorageError, Store};
+use crate::storage::{
+    parse_range_end, parse_range_start, Entry, IdSpec, StorageError, Store, StreamId,
+};
 
 /// `XADD key [NOMKSTREAM] <* | ms-* | ms-seq | ms> field value [field value ...]`.
 ///
@@ -54,39 +56,51 @@ pub(crate) fn xadd(args: &[Vec<u8>], store: &Store) -> Reply {
 /// As Redis: `COUNT 0` (or negative) gives the null array on an existing
 /// stream, a missing stream gives the empty array.
 pub(crate) fn xrange(args: &[Vec<u8>], store: &Store) -> Reply {
-    if args.len() < 4 {
-        return arity_error("xrange");
+    let range = match parse_xrange(args, store) {
+        Ok(range) => range,
+        Err(reply) => return reply,
+    };
+    match store.range(&args[1], range.start, range.end, range.count) {
+        Ok(entries) => Reply::Array(entries.into_iter().map(entry_reply).collect()),
+        Err(error) => storage_error(&error),
     }
-    let start = match parse_range_start(&args[2]) {
-        Ok(start) => start,
-        Err(error) => return Reply::error(error.redis_message()),
-    };
-    let end = match parse_range_end(&args[3]) {
-        Ok(end) => end,
-        Err(error) => return Reply::error(error.redis_message()),
-    };
+}
+
+/// The bounds of an `XRANGE` whose answer is not known without reading.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RangeArgs {
+    pub(crate) start: StreamId,
+    pub(crate) end: StreamId,
+    pub(crate) count: Option<usize>,
+}
+
+/// Parses `XRANGE key start end [COUNT n]`; `Err` carries the whole reply
+/// when it is known without reading (an error, a missing stream, `COUNT 0`).
+pub(crate) fn parse_xrange(args: &[Vec<u8>], store: &Store) -> Result<RangeArgs, Reply> {
+    if args.len() < 4 {
+        return Err(arity_error("xrange"));
+    }
+    let start = parse_range_start(&args[2]).map_err(|e| Reply::error(e.redis_message()))?;
+    let end = parse_range_end(&args[3]).map_err(|e| Reply::error(e.redis_message()))?;
     let mut count = None;
     let mut pos = 4;
     while pos < args.len() {
         if !args[pos].eq_ignore_ascii_case(b"count") || pos + 1 >= args.len() {
-            return Reply::error("ERR syntax error");
+            return Err(Reply::error("ERR syntax error"));
         }
         match parse_i64(&args[pos + 1]) {
             Some(n) => count = Some(usize::try_from(n).unwrap_or(0)),
-            None => return Reply::error("ERR value is not an integer or out of range"),
+            None => return Err(Reply::error("ERR value is not an integer or out of range")),
         }
         pos += 2;
     }
     if !store.exists(&args[1]) {
-        return Reply::Array(Vec::new());
+        return Err(Reply::Array(Vec::new()));
     }
     if count == Some(0) {
-        return Reply::NullArray;
+        return Err(Reply::NullArray);
     }
-    match store.range(&args[1], start, end, count) {
-        Ok(entries) => Reply::Array(entries.into_iter().map(entry_reply).collect()),
-        Err(error) => storage_error(&error),
-    }
+    Ok(RangeArgs { start, end, count })
 }
 
 /// `XLEN key`: the number of entries, 0 for a missing stream.
@@ -98,7 +112,7 @@ pub(crate) fn xlen(args: &[Vec<u8>], store: &Store) -> Reply {
 }
 
 /// One entry as Redis replies it: `[id, [field, value, ...]]`.
-fn entry_reply(entry: Entry) -> Reply {
+pub(crate) fn entry_reply(entry: Entry) -> Reply {
     let fields = entry
         .fields
         .into_iter()
@@ -113,7 +127,7 @@ fn entry_reply(entry: Entry) -> Reply {
 /// The error reply for a storage failure: Redis's text for ID errors, the
 /// error's own message otherwise. I/O failures are logged, since an operator
 /// may have to act.
-fn storage_error(error: &StorageError) -> Reply {
+pub(crate) fn storage_error(error: &StorageError) -> Reply {
     match error {
         StorageError::Id(id_error) => Reply::error(id_error.redis_message()),
         StorageError::Io { .. } | StorageError::Write { .. } => {

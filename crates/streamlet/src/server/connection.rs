@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Shared;
-use crate::commands::execute;
+use crate::commands::{execute, RangeStream};
 use crate::resp::{parse, Reply};
 use crate::Component;
 
@@ -77,6 +77,10 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<
                     if request.is_empty() {
                         continue;
                     }
+                    if let Some(plan) = RangeStream::plan(&request, &shared.ctx) {
+                        answer_range(&mut stream, &mut out, plan, shared).await?;
+                        continue;
+                    }
                     let outcome = execute(&request, &shared.ctx);
                     outcome.reply.encode(&mut out);
                     if outcome.close {
@@ -107,6 +111,41 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<
             buf.shrink_to(BASE_READ_BYTES);
             let _ = transfer_vec(&buf, Component::Connections.into());
             _held = None;
+        }
+    }
+}
+
+/// Answers an `XRANGE` a batch at a time, writing each batch out before
+/// reading the next, so a large range never sits whole in memory.
+async fn answer_range(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    plan: Result<RangeStream, Reply>,
+    shared: &Shared,
+) -> io::Result<()> {
+    let mut range = match plan {
+        Ok(range) => range,
+        Err(reply) => {
+            reply.encode(out);
+            return Ok(());
+        }
+    };
+    range.encode_header(out);
+    loop {
+        let more = match range.next_batch(&shared.ctx, out) {
+            Ok(more) => more,
+            Err(reply) => {
+                // The array is cut short: the connection cannot go on.
+                tracing::warn!(?reply, "range read failed mid-answer");
+                return Err(io::Error::other("range read failed mid-answer"));
+            }
+        };
+        if out.len() >= WRITE_BATCH_BYTES || !more {
+            stream.write_all(out).await?;
+            out.clear();
+        }
+        if !more {
+            return Ok(());
         }
     }
 }
