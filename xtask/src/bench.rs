@@ -10,6 +10,9 @@
 //!
 //! Results go to standard output as markdown and to
 //! `target/bench/results.json`.
+//!
+//! `--streamlet` runs a different comparison instead, of the whole server:
+//! see [`streamlet`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use report::Report;
 
 mod report;
+mod streamlet;
 
 /// Every variant, in run order; each is a binary of `mempressure-benches`.
 const VARIANTS: [&str; 8] = [
@@ -54,7 +58,12 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--rounds N] [--no-callg
   --variants       any of system, jemalloc, mempressure, mempressure_scoped,
                    stats_alloc, cap, tracking_allocator, global_atomic
                    (jemalloc always runs: it is the reference)
-  --workloads      any of tight, ring, prodcons, server, accuracy, flush";
+  --workloads      any of tight, ring, prodcons, server, accuracy, flush
+
+       cargo xtask bench --streamlet [--help | options]
+
+  --streamlet      streamlet's XADD and PING throughput with the tracking
+                   allocator against bare jemalloc (needs redis-benchmark)";
 
 /// What one invocation measures.
 struct Plan {
@@ -183,6 +192,11 @@ type Key = (&'static str, usize, usize, &'static str);
 
 /// Runs the benchmark as planned by `rest`.
 pub(crate) fn run(rest: &[String]) -> Result<()> {
+    if let Some(at) = rest.iter().position(|arg| arg == "--streamlet") {
+        let mut rest = rest.to_vec();
+        rest.remove(at);
+        return streamlet::run(&rest);
+    }
     let plan = Plan::parse(rest)?;
     let started = Instant::now();
     crate::cargo(

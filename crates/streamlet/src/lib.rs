@@ -24,6 +24,14 @@
 //!
 //! Memory is charged to the four [`Component`]s through scopes in the hot
 //! paths: connection state, request bytes, segment blocks and indexes.
+//!
+//! # Cargo features
+//!
+//! - `bare-jemalloc`: the `streamlet` binary installs plain
+//!   `tikv_jemallocator::Jemalloc` instead of the tracking allocator, for
+//!   throughput comparisons only (`cargo xtask bench --streamlet`). The
+//!   shim then counts nothing, so components read zero and the monitor's
+//!   usage is its measured figure alone.
 
 // Every public item is documented: the crate is read as a reference
 // integration.

@@ -16,8 +16,17 @@ use streamlet::server::Server;
 use streamlet::storage::{FsyncPolicy, Store, StoreConfig};
 use streamlet::Component;
 
+/// The tracking allocator: every byte counted per thread and component.
+#[cfg(not(feature = "bare-jemalloc"))]
 #[global_allocator]
 static ALLOC: mempressure::Allocator = mempressure::Allocator::jemalloc();
+
+/// Plain jemalloc, only to measure what the tracking costs (feature
+/// `bare-jemalloc`): the shim then counts nothing and the monitor decides
+/// on the OS figures.
+#[cfg(feature = "bare-jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = MemoryArgs::parse_validated::<Cli>(|cli| &cli.memory);

@@ -258,7 +258,7 @@ impl Report<'_> {
 }
 
 /// The median of `values`; the mean of the middle two for an even count.
-fn median(values: &[f64]) -> f64 {
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {
@@ -279,7 +279,7 @@ fn json_number(value: Option<f64>, decimals: usize) -> String {
 }
 
 /// A JSON string literal.
-fn quote(text: &str) -> String {
+pub(super) fn quote(text: &str) -> String {
     let mut quoted = String::from("\"");
     for c in text.chars() {
         match c {
@@ -296,7 +296,7 @@ fn quote(text: &str) -> String {
 }
 
 /// Logical CPUs and the CPU model from `/proc/cpuinfo`.
-fn machine() -> (usize, String) {
+pub(super) fn machine() -> (usize, String) {
     let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -310,7 +310,7 @@ fn machine() -> (usize, String) {
 }
 
 /// Today's UTC date as `YYYY-MM-DD`.
-fn today() -> String {
+pub(super) fn today() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
