@@ -26,14 +26,17 @@ use status::{percent, StatusLine};
 
 const USAGE: &str = "usage: cargo xtask demo [options]
 
-  --memory-limit SIZE   streamlet's --memory-limit [256MiB]
+  --memory-limit SIZE   streamlet's --memory-limit [128MiB]
   --duration-secs N     time under load before the drain [45]
   --keep-data           keep target/demo/run-*/ (always kept on failure)
   --server-bin PATH     run PATH instead of building streamlet
 ";
 
 /// Most producers the demo starts.
-const MAX_PRODUCERS: usize = 32;
+const MAX_PRODUCERS: usize = 48;
+
+/// Most flooders the demo starts; each holds up to 1000 idle connections.
+const MAX_FLOODERS: usize = 32;
 
 /// Most consumers the demo starts.
 const MAX_CONSUMERS: usize = 4;
@@ -204,10 +207,12 @@ pub fn run(rest: &[String]) -> Result<()> {
 fn drive(args: &DemoArgs, server: &mut ServerGuard, addr: SocketAddr) -> Result<Vec<String>> {
     let mut config = LoadConfig::new(addr);
     config.key_prefix = "demo".into();
-    config.value_bytes = 64 * 1024;
+    config.value_bytes = 256 * 1024;
     config.pipeline_depth = 16;
     config.range_count = 32;
     config.flood_interval = Duration::from_millis(10);
+    // Idle clients that stay connected: the memory a connection storm holds.
+    config.flood_hold = 1000;
     let sampler = Sampler::start(addr);
     let mut generator = Generator::new(config.clone());
     let mut status = StatusLine::new();
@@ -217,6 +222,7 @@ fn drive(args: &DemoArgs, server: &mut ServerGuard, addr: SocketAddr) -> Result<
     let mut last_add = started;
     let mut critical_reached = false;
     let mut consumers = 1;
+    let mut flooders = 1;
     generator.add_producer();
     generator.add_consumer();
     generator.add_flooder();
@@ -264,6 +270,13 @@ fn drive(args: &DemoArgs, server: &mut ServerGuard, addr: SocketAddr) -> Result<
         {
             last_add = Instant::now();
             generator.add_producer();
+            if phase == Phase::Push && flooders < MAX_FLOODERS {
+                // A connection storm: idle clients that hold memory.
+                flooders += 4;
+                for _ in 0..4 {
+                    generator.add_flooder();
+                }
+            }
             if phase == Phase::Push
                 && generator.producers().is_multiple_of(4)
                 && consumers < MAX_CONSUMERS
@@ -379,7 +392,7 @@ fn drive(args: &DemoArgs, server: &mut ServerGuard, addr: SocketAddr) -> Result<
 
 fn parse_args(rest: &[String]) -> Result<Option<DemoArgs>> {
     let mut args = DemoArgs {
-        memory_limit: "256MiB".into(),
+        memory_limit: "128MiB".into(),
         duration: Duration::from_secs(45),
         keep_data: false,
         server_bin: None,

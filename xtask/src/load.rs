@@ -53,6 +53,9 @@ pub struct LoadConfig {
     pub records_per_producer: Option<u64>,
     /// Pause between one flooder's connections.
     pub flood_interval: Duration,
+    /// Connections each flooder keeps open once answered, as idle clients
+    /// that hold server memory; 0 closes every one at once.
+    pub flood_hold: usize,
     /// XRANGE COUNT for consumers and for the read-back.
     pub range_count: usize,
     /// Connect, read and write timeout.
@@ -75,6 +78,7 @@ impl LoadConfig {
             pipeline_depth: 8,
             records_per_producer: None,
             flood_interval: Duration::from_millis(20),
+            flood_hold: 0,
             range_count: 64,
             io_timeout: Duration::from_secs(10),
             key_prefix: format!("load-{}-{secs}", process::id()),

@@ -3,14 +3,17 @@
 //! At warning the monitor asks each cache to free what lies above the
 //! warning exit point; the cache also lowers its capacity to what it kept,
 //! so it does not refill into the same pressure. At critical it is emptied
-//! and held at zero. When the level is back to normal, a watcher thread gives
-//! every cache its configured capacity again.
+//! and held at zero. While the level is normal, a watcher thread gives each
+//! cache back a sixteenth of its configured capacity every second: a cut is
+//! immediate, a regrowth gradual, so a cache that is too large for the budget
+//! settles below the warning level instead of refilling into it again and
+//! again.
 
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use mempressure::subscribe::{Event, RecvTimeoutError};
+use mempressure::subscribe::RecvTimeoutError;
 use mempressure::{Monitor, PressureLevel, ReclaimRequest, Reclaimer, Urgency};
 
 use crate::cache::Reclaimable;
@@ -30,19 +33,32 @@ impl<C> std::fmt::Debug for CacheReclaimer<C> {
     }
 }
 
+/// How many steps a cache's capacity regrows in after pressure.
+const REGROW_STEPS: u64 = 16;
+/// How often a step is given back while the level is normal.
+const REGROW_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What a cache must offer beyond [`Reclaimable`]: a capacity to lower.
 pub trait Capacity: Reclaimable + 'static {
+    /// The capacity in bytes.
+    fn capacity(&self) -> u64;
     /// Sets the capacity, evicting down to it; returns the bytes freed.
     fn set_capacity(&self, capacity_bytes: u64) -> u64;
 }
 
 impl Capacity for crate::cache::BlockCache {
+    fn capacity(&self) -> u64 {
+        self.capacity_bytes()
+    }
     fn set_capacity(&self, capacity_bytes: u64) -> u64 {
         self.set_capacity_bytes(capacity_bytes)
     }
 }
 
 impl Capacity for crate::cache::IndexCache {
+    fn capacity(&self) -> u64 {
+        self.capacity_bytes()
+    }
     fn set_capacity(&self, capacity_bytes: u64) -> u64 {
         self.set_capacity_bytes(capacity_bytes)
     }
@@ -57,9 +73,17 @@ impl<C: Capacity> CacheReclaimer<C> {
         }
     }
 
-    /// Gives the cache its configured capacity back.
-    pub fn restore(&self) {
-        self.cache.set_capacity(self.configured_bytes);
+    /// Gives the cache back one step of its configured capacity; `true` if
+    /// it was below it.
+    pub fn regrow(&self) -> bool {
+        let capacity = self.cache.capacity();
+        if capacity >= self.configured_bytes {
+            return false;
+        }
+        let step = (self.configured_bytes / REGROW_STEPS).max(1);
+        self.cache
+            .set_capacity(capacity.saturating_add(step).min(self.configured_bytes));
+        true
     }
 }
 
@@ -82,8 +106,8 @@ impl<C: Capacity> Reclaimer for CacheReclaimer<C> {
     }
 }
 
-/// Registers the caches with the monitor and restores their capacity on
-/// every return to normal. The returned handles keep them registered.
+/// Registers the caches with the monitor and regrows their capacity while
+/// the level is normal. The returned handles keep them registered.
 pub fn register_caches<A: Capacity, B: Capacity>(
     monitor: &Monitor,
     blocks: Arc<CacheReclaimer<A>>,
@@ -94,20 +118,22 @@ pub fn register_caches<A: Capacity, B: Capacity>(
         monitor.register_reclaimer(indexes.clone()),
     ];
     let mut sub = monitor.subscribe();
+    let watched = monitor.clone();
     let spawned = thread::Builder::new()
-        .name("streamlet-cache-restore".into())
+        .name("streamlet-cache-regrow".into())
         .spawn(move || loop {
-            match sub.recv_timeout(Duration::from_secs(3600)) {
-                Ok(Event::Transition(t)) if t.to == PressureLevel::Normal => {
-                    blocks.restore();
-                    indexes.restore();
-                }
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            match sub.recv_timeout(REGROW_INTERVAL) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Closed) => return,
+            }
+            if watched.level() == PressureLevel::Normal {
+                blocks.regrow();
+                indexes.regrow();
             }
         });
     if let Err(error) = spawned {
-        tracing::warn!(%error, "cache capacities will not be restored after pressure");
+        tracing::warn!(%error, "cache capacities will not regrow after pressure");
     }
     handles
 }
@@ -231,5 +257,34 @@ fn ratio(numerator: u64, denominator: u64) -> String {
         "0.00".to_owned()
     } else {
         format!("{:.2}", numerator as f64 / denominator as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::BlockCache;
+
+    #[test]
+    fn a_cut_is_immediate_and_the_regrowth_gradual() {
+        // Arrange: a cache configured for 1.6 MB.
+        let configured = 1_600_000;
+        let reclaimer = CacheReclaimer::new(Arc::new(BlockCache::new(configured)), configured);
+
+        // Act: evict at critical, then regrow step by step.
+        reclaimer.reclaim(ReclaimRequest {
+            target_bytes: 1,
+            urgency: Urgency::Hard,
+        });
+        assert_eq!(reclaimer.cache.capacity(), 0);
+        let mut steps = 0;
+        while reclaimer.regrow() {
+            steps += 1;
+            assert!(reclaimer.cache.capacity() <= configured);
+        }
+
+        // Assert: sixteen steps of a sixteenth each.
+        assert_eq!(steps, REGROW_STEPS);
+        assert_eq!(reclaimer.cache.capacity(), configured);
     }
 }

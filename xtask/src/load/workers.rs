@@ -21,7 +21,7 @@ const REFUSED_PAUSE: Duration = Duration::from_millis(20);
 
 /// How long a flooder waits for an unsolicited `-OOM` line before it sends
 /// PING: a server that rejects at accept time writes before reading.
-const GREETING_WAIT: Duration = Duration::from_millis(100);
+const GREETING_WAIT: Duration = Duration::from_millis(20);
 
 /// How long a flooder waits for the close that follows a `-OOM` line.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -422,6 +422,7 @@ fn produce(shared: &Shared, producer: u64) -> Ledger {
 }
 
 /// How one flood connection ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum FloodOutcome {
     Pong,
     Oom,
@@ -435,10 +436,17 @@ enum FloodOutcome {
 /// outcome.
 fn flood(shared: &Shared) {
     let counters = &shared.counters;
+    let mut held = Vec::new();
     while !shared.stopping() {
         shared.add(&counters.flood_attempts, 1);
         let outcome = match shared.connect(shared.config.io_timeout) {
-            Some(mut tracked) => probe(&mut tracked.conn, shared.config.io_timeout),
+            Some(mut tracked) => {
+                let outcome = probe(&mut tracked.conn, shared.config.io_timeout);
+                if outcome == FloodOutcome::Pong && held.len() < shared.config.flood_hold {
+                    held.push(tracked);
+                }
+                outcome
+            }
             None => FloodOutcome::Other,
         };
         if shared.stopping() {
