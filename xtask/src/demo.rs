@@ -7,7 +7,7 @@
 //! load a few seconds so floods meet `-OOM`; `drain` stops all load and
 //! waits for normal; `verify` reads every stream back.
 
-mod monitor;
+pub(crate) mod monitor;
 mod status;
 
 use std::fs::{self, File};
@@ -81,14 +81,14 @@ struct DemoArgs {
 }
 
 /// The streamlet child process; stopped by PID when dropped.
-struct ServerGuard {
-    child: Child,
-    exit: Option<process::ExitStatus>,
+pub(crate) struct ServerGuard {
+    pub(crate) child: Child,
+    pub(crate) exit: Option<process::ExitStatus>,
 }
 
 impl ServerGuard {
     /// The exit status if the server has exited.
-    fn exited(&mut self) -> Option<process::ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<process::ExitStatus> {
         if self.exit.is_none() {
             self.exit = self.child.try_wait().ok().flatten();
         }
@@ -97,7 +97,7 @@ impl ServerGuard {
 
     /// Sends SIGTERM to the server's PID, waits up to five seconds, then
     /// kills it.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if self.exited().is_some() {
             return;
         }
@@ -428,21 +428,21 @@ fn parse_args(rest: &[String]) -> Result<Option<DemoArgs>> {
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` or the workspace's.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| super::root().join("target"))
 }
 
 /// Two free loopback ports, both held open until both are known.
-fn free_ports() -> Result<[SocketAddr; 2]> {
+pub(crate) fn free_ports() -> Result<[SocketAddr; 2]> {
     let first = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     let second = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok([first.local_addr()?, second.local_addr()?])
 }
 
 /// Waits until the server answers PING, failing early if it exits.
-fn wait_for_ping(server: &mut ServerGuard, addr: SocketAddr, log: &Path) -> Result<()> {
+pub(crate) fn wait_for_ping(server: &mut ServerGuard, addr: SocketAddr, log: &Path) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < STARTUP_WAIT {
         if let Some(status) = server.exited() {
@@ -470,7 +470,7 @@ fn wait_for_ping(server: &mut ServerGuard, addr: SocketAddr, log: &Path) -> Resu
 }
 
 /// The last `lines` lines of the file at `path`.
-fn log_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

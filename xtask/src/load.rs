@@ -6,7 +6,7 @@
 //! streams with XRANGE. At the end every stream is read back and each
 //! acknowledged record must be there exactly once with the right content.
 
-mod record;
+pub(crate) mod record;
 pub mod resp;
 mod workers;
 

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 mod bench;
 mod demo;
 mod load;
+mod soak;
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -23,6 +24,8 @@ tasks:
           (cargo xtask load --help for the options)
   bench   allocator variants side by side (see cargo xtask bench --help);
           --streamlet: the server's throughput, tracking against bare jemalloc
+  soak    streamlet under 10x its budget, responses on and off, with a report
+          and a plot in target/soak/ (cargo xtask soak --help for the options)
 ";
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn run() -> Result<()> {
         "demo" => demo::run(&rest),
         "load" => load::run(&rest),
         "bench" => bench::run(&rest),
+        "soak" => soak::run(&rest),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
