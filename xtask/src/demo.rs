@@ -26,7 +26,7 @@ use status::{percent, StatusLine};
 
 const USAGE: &str = "usage: cargo xtask demo [options]
 
-  --memory-limit SIZE   streamlet's --memory-limit [128MiB]
+  --memory-limit SIZE   streamlet's --memory-limit [64MiB]
   --duration-secs N     time under load before the drain [45]
   --keep-data           keep target/demo/run-*/ (always kept on failure)
   --server-bin PATH     run PATH instead of building streamlet
@@ -392,7 +392,7 @@ fn drive(args: &DemoArgs, server: &mut ServerGuard, addr: SocketAddr) -> Result<
 
 fn parse_args(rest: &[String]) -> Result<Option<DemoArgs>> {
     let mut args = DemoArgs {
-        memory_limit: "128MiB".into(),
+        memory_limit: "64MiB".into(),
         duration: Duration::from_secs(45),
         keep_data: false,
         server_bin: None,
