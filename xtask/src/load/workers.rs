@@ -117,7 +117,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "acked {} ({:.1} MiB) refused -OOM {} other {} unanswered {} | producer resets {} \
-             eofs {} timeouts {} connect failures {} | flood +PONG {} -OOM {} | consumed {} errors {}",
+             eofs {} timeouts {} connect failures {} | flood +PONG {} -OOM {} | consumed {} \
+             errors {}",
             self.acked,
             self.acked_bytes as f64 / (1024.0 * 1024.0),
             self.refused_oom,
