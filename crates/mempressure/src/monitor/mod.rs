@@ -8,7 +8,7 @@
 //! between ticks through the shim's total, anchored at every tick to what
 //! the OS charges. Entering a level is immediate; leaving it needs usage
 //! below the threshold less the hysteresis and the minimum dwell since the
-//! last transition (see [`LevelMachine`](crate::machine::LevelMachine)).
+//! last transition (see [`LevelMachine`]).
 //!
 //! At each tick above normal the monitor returns jemalloc's idle dirty pages
 //! when they exceed 2 % of the budget, and asks the registered reclaimers to
