@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mempressure::alloc::transfer_vec;
 use mempressure::{Reservation, ReserveError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use super::Shared;
@@ -33,8 +33,8 @@ const MUTE_WAIT: Duration = Duration::from_millis(250);
 pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(BASE_READ_BYTES);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
-    // The reservation behind a buffer grown past the base; dropped with it.
-    let mut _held: Option<Reservation> = None;
+    // The reservations behind a buffer grown past the base; dropped with it.
+    let mut held: Vec<Reservation> = Vec::new();
     let max_request = shared
         .limits
         .max_bulk_bytes
@@ -52,9 +52,22 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<
                 )
                 .await;
             }
-            match reserve(shared, target - BASE_READ_BYTES).await {
-                Ok(reservation) => _held = reservation,
-                Err(error) => {
+            // Reserve only the growth: what is held already stays held.
+            let needed = target - buf.capacity().max(BASE_READ_BYTES);
+            let total = (target - BASE_READ_BYTES) as u64;
+            if shared.responses && total > shared.monitor.tracker().critical_bytes() {
+                let message = format!(
+                    "ERR request refused: it needs more than {total} bytes and the memory budget \
+                     allows {} below critical",
+                    shared.monitor.tracker().critical_bytes()
+                );
+                return refuse(&mut stream, &mut out, &message).await;
+            }
+            match reserve(shared, &stream, needed).await {
+                Ok(Some(reservation)) => held.push(reservation),
+                Ok(None) => {}
+                Err(Muted::Gone) => return Ok(()),
+                Err(Muted::Refused(error)) => {
                     let message = format!("ERR request refused: {error}");
                     return refuse(&mut stream, &mut out, &message).await;
                 }
@@ -110,7 +123,7 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<
         if buf.capacity() > BASE_READ_BYTES && buf.len() <= BASE_READ_BYTES / 2 {
             buf.shrink_to(BASE_READ_BYTES);
             let _ = transfer_vec(&buf, Component::Connections.into());
-            _held = None;
+            held.clear();
         }
     }
 }
@@ -150,30 +163,53 @@ async fn answer_range(
     }
 }
 
+/// Why a muted connection stopped waiting.
+enum Muted {
+    /// The client hung up while it waited.
+    Gone,
+    /// The pool can never grant the request.
+    Refused(ReserveError),
+}
+
 /// Reserves `bytes` of request buffer, waiting (muted) while the pool is
 /// short. `None` when pressure responses are off.
-async fn reserve(shared: &Shared, bytes: usize) -> Result<Option<Reservation>, ReserveError> {
+///
+/// The socket is not read meanwhile, so TCP pushes back on the client; its
+/// readiness is still watched, so a client that hangs up frees its buffer
+/// and reservations at once instead of holding them for ever.
+async fn reserve(
+    shared: &Shared,
+    stream: &TcpStream,
+    bytes: usize,
+) -> Result<Option<Reservation>, Muted> {
     if !shared.responses {
         return Ok(None);
     }
     let component = Component::RequestBuffers;
+    let index = mempressure::ComponentId::from(component).index();
     loop {
         match shared.monitor.try_reserve(component, bytes as u64) {
             Ok(reservation) => return Ok(Some(reservation)),
-            Err(error) if !error.is_pressure() => return Err(error),
+            Err(error) if !error.is_pressure() => return Err(Muted::Refused(error)),
             Err(_) => {}
         }
-        // Muted: not reading lets TCP push back on the client.
-        let index = mempressure::ComponentId::from(component).index();
-        match shared
-            .monitor
-            .tracker()
-            .reserve(index, bytes as u64, MUTE_WAIT)
-            .await
-        {
-            Ok(reservation) => return Ok(Some(reservation)),
-            Err(error) if !error.is_pressure() => return Err(error),
-            Err(_) => {}
+        tokio::select! {
+            result = shared.monitor.tracker().reserve(index, bytes as u64, MUTE_WAIT) => {
+                match result {
+                    Ok(reservation) => return Ok(Some(reservation)),
+                    Err(error) if !error.is_pressure() => return Err(Muted::Refused(error)),
+                    Err(_) => {}
+                }
+            }
+            ready = stream.ready(Interest::READABLE) => {
+                match ready {
+                    Ok(ready) if !ready.is_read_closed() => {
+                        // Bytes are waiting; they wait until there is room.
+                        tokio::time::sleep(MUTE_WAIT).await;
+                    }
+                    _ => return Err(Muted::Gone),
+                }
+            }
         }
     }
 }
