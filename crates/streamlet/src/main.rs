@@ -28,8 +28,26 @@ static ALLOC: mempressure::Allocator = mempressure::Allocator::jemalloc();
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The smallest budget streamlet accepts: it uses about 2 MiB idle, and
+/// below this it would sit at critical with nothing to shed.
+const MIN_MEMORY_LIMIT_BYTES: u64 = 4 << 20;
+
 fn main() -> ExitCode {
     let cli = MemoryArgs::parse_validated::<Cli>(|cli| &cli.memory);
+    if let Some(limit) = cli
+        .memory
+        .memory_limit
+        .filter(|l| *l < MIN_MEMORY_LIMIT_BYTES)
+    {
+        use clap::CommandFactory;
+        let message = format!(
+            "invalid value '{limit}' for '--memory-limit <SIZE>': streamlet needs at least \
+             4 MiB ({MIN_MEMORY_LIMIT_BYTES} bytes); it uses about 2 MiB idle"
+        );
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

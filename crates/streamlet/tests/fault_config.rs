@@ -322,6 +322,16 @@ fn memory_limit_of_zero_is_refused() {
 }
 
 #[test]
+fn memory_limit_below_what_streamlet_needs_is_refused() {
+    // Found by a review run: with `--memory-limit 100` the server started,
+    // went critical at once and turned every client away with -OOM.
+    flag_error(
+        &["--memory-limit", "100"],
+        &["--memory-limit", "'100'", "at least 4 MiB"],
+    );
+}
+
+#[test]
 fn memory_limit_with_an_unknown_unit_is_refused() {
     flag_error(
         &["--memory-limit", "12XB"],
