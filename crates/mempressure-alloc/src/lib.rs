@@ -137,6 +137,19 @@ impl TrackingAllocator<std::alloc::System> {
     }
 }
 
+/// Counts a block the inner allocator returned; a null one changes nothing.
+#[inline(always)]
+fn count_new_block(ptr: *mut u8, size: usize) {
+    if ptr.is_null() {
+        return;
+    }
+    if size < TAG_MIN_BYTES {
+        counters::charge(0, size as i64);
+    } else {
+        count_large_alloc(ptr, size);
+    }
+}
+
 /// Counts a new large block: its owner is the current component, if the
 /// owner table has room.
 #[inline(never)]
@@ -201,13 +214,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
         let ptr = unsafe { self.inner.alloc(layout) };
-        if !ptr.is_null() {
-            if layout.size() < TAG_MIN_BYTES {
-                counters::charge(0, layout.size() as i64);
-            } else {
-                count_large_alloc(ptr, layout.size());
-            }
-        }
+        count_new_block(ptr, layout.size());
         ptr
     }
 
@@ -215,13 +222,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            if layout.size() < TAG_MIN_BYTES {
-                counters::charge(0, layout.size() as i64);
-            } else {
-                count_large_alloc(ptr, layout.size());
-            }
-        }
+        count_new_block(ptr, layout.size());
         ptr
     }
 
