@@ -33,12 +33,14 @@ use slow::SlowConsumers;
 
 const USAGE: &str = "usage: cargo xtask soak [options]
 
-  --memory-limit SIZE     streamlet's --memory-limit, B [128MiB]
+  --memory-limit SIZE     streamlet's --memory-limit, B [64MiB]
   --duration-secs N       load time per run, split 2/3 before the kill, 1/3 after [60]
   --producers N           producer connections [48]
   --pipeline N            XADDs in flight per producer [128]
   --records N             records per producer per half, bounding the disk used [128]
   --value-bytes N         record value size [262144]
+  --flooders N            threads opening connection after connection [16]
+  --flood-hold N          connections each flooder keeps open once answered [1000]
   --slow-consumers N      consumers reading XRANGE replies slowly [4]
   --slow-count N          XRANGE COUNT of the slow consumers [64]
   --rss-cap-factor F      kill the run without responses past F x B RSS [4]
@@ -46,9 +48,6 @@ const USAGE: &str = "usage: cargo xtask soak [options]
   --server-bin PATH       run PATH instead of building streamlet
   --keep-data             keep the data directories (gigabytes; removed by default)
 ";
-
-/// Flooders opening connection after connection.
-const FLOODERS: usize = 4;
 
 /// Plain consumers (fast XRANGE paging).
 const CONSUMERS: usize = 2;
@@ -72,6 +71,9 @@ pub(crate) struct SoakArgs {
     pub(crate) limit_bytes: u64,
     pub(crate) duration: Duration,
     pub(crate) producers: usize,
+    /// Threads opening connections, and how many each keeps open.
+    pub(crate) flooders: usize,
+    pub(crate) flood_hold: usize,
     pub(crate) pipeline: usize,
     pub(crate) records: u64,
     pub(crate) value_bytes: usize,
@@ -344,13 +346,14 @@ fn start_load(args: &SoakArgs, addr: SocketAddr, prefix: &str) -> (Generator, Sl
     config.records_per_producer = Some(args.records);
     config.range_count = READ_COUNT;
     config.flood_interval = Duration::from_millis(10);
+    config.flood_hold = args.flood_hold;
     config.io_timeout = Duration::from_secs(30);
     let keys: Vec<String> = (0..STREAMS).map(|i| config.key(i)).collect();
     let mut generator = Generator::new(config);
     for _ in 0..args.producers {
         generator.add_producer();
     }
-    for _ in 0..FLOODERS {
+    for _ in 0..args.flooders {
         generator.add_flooder();
     }
     for _ in 0..CONSUMERS {
@@ -463,13 +466,15 @@ fn server_counters(series: &Series, kill_secs: f64) -> (u64, u64) {
 
 fn parse_args(rest: &[String]) -> Result<Option<SoakArgs>> {
     let mut args = SoakArgs {
-        memory_limit: "128MiB".into(),
-        limit_bytes: 128 << 20,
+        memory_limit: "64MiB".into(),
+        limit_bytes: 64 << 20,
         duration: Duration::from_secs(60),
         producers: 48,
         pipeline: 128,
         records: 128,
         value_bytes: 256 * 1024,
+        flooders: 16,
+        flood_hold: 1000,
         slow_consumers: 4,
         slow_count: 64,
         rss_cap_factor: 4.0,
@@ -506,6 +511,8 @@ fn parse_args(rest: &[String]) -> Result<Option<SoakArgs>> {
             }
             "--duration-secs" => args.duration = Duration::from_secs(number(6, 1800)?),
             "--producers" => args.producers = number(1, 256)? as usize,
+            "--flooders" => args.flooders = number(0, 64)? as usize,
+            "--flood-hold" => args.flood_hold = number(0, 4000)? as usize,
             "--pipeline" => args.pipeline = number(1, 1024)? as usize,
             "--records" => args.records = number(1, 1_000_000)?,
             "--value-bytes" => args.value_bytes = number(1, 16 << 20)? as usize,

@@ -11,8 +11,10 @@ pub(crate) const MAX_RSS_RATIO: f64 = 1.05;
 /// Longest way back to normal after the load stops, in seconds.
 pub(crate) const MAX_RECOVERY_SECS: f64 = 2.0;
 
-/// Most transitions a run with the responses on may make.
-pub(crate) const MAX_TRANSITIONS: u64 = 48;
+/// Most transitions a run with the responses on may make per second of
+/// load: the monitor's minimum dwell (1 s by default) allows at most one step
+/// down per dwell, and each step down follows at most one step up.
+pub(crate) const MAX_TRANSITIONS_PER_SEC: f64 = 2.0;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -50,8 +52,12 @@ pub(crate) fn failures(run: &RunOutcome) -> Vec<String> {
         Some(secs) => out.push(format!("[{name}] back to normal only after {secs:.2}s")),
         None => out.push(format!("[{name}] never back to normal")),
     }
-    if run.transitions > MAX_TRANSITIONS {
-        out.push(format!("[{name}] {} transitions", run.transitions));
+    let most = (run.load_stop_at_secs * MAX_TRANSITIONS_PER_SEC).ceil() as u64 + 2;
+    if run.transitions > most {
+        out.push(format!(
+            "[{name}] {} transitions in {:.0} s of load: more than the dwell allows ({most})",
+            run.transitions, run.load_stop_at_secs
+        ));
     }
     out
 }
@@ -87,8 +93,8 @@ pub(crate) fn markdown(
          {} producers x pipeline {} x {} B values = {:.0} MiB in flight = {:.1} x B, \
          {} records per producer per half; \
          {} slow consumers (XRANGE COUNT {}, reading 64 KiB per 10 ms), \
-         2 plain consumers (COUNT 16), 4 connection flooders (one connection per 10 ms each). \
-         VmRSS and INFO memory sampled at 20 Hz each.\n",
+         2 plain consumers (COUNT 16), {} connection flooders (one connection per 10 ms \
+         each, keeping up to {} open). VmRSS and INFO memory sampled at 20 Hz each.\n",
         args.duration.as_secs(),
         args.duration.as_secs_f64() * 2.0 / 3.0,
         args.duration.as_secs_f64() / 3.0,
@@ -99,7 +105,9 @@ pub(crate) fn markdown(
         in_flight / b,
         args.records,
         args.slow_consumers,
-        args.slow_count
+        args.slow_count,
+        args.flooders,
+        args.flood_hold
     );
     let header: Vec<String> = runs
         .iter()
@@ -119,12 +127,14 @@ pub(crate) fn markdown(
         )
     });
     row("time RSS above B", &|r| {
-        format!("{:.1} s", r.series.secs_above(r.limit_bytes))
+        format!("{:.1} s", r.series.secs_above(r.limit_bytes).max(0.0))
     });
     row("time RSS above 1.05 x B", &|r| {
         format!(
             "{:.1} s",
-            r.series.secs_above((r.limit_bytes as f64 * 1.05) as u64)
+            r.series
+                .secs_above((r.limit_bytes as f64 * 1.05) as u64)
+                .max(0.0)
         )
     });
     row("RSS cap kills", &|r| match r.cap_bytes {
