@@ -31,6 +31,9 @@ use crate::load::{self, Generator, LoadConfig, Stats, Verification};
 use sampler::{Sampler, Series};
 use slow::SlowConsumers;
 
+/// Set when a debug build of xtask has handed the soak to a release one.
+const RELEASE_HANDOVER: &str = "XTASK_SOAK_RELEASE";
+
 const USAGE: &str = "usage: cargo xtask soak [options]
 
   --memory-limit SIZE     streamlet's --memory-limit, B [64MiB]
@@ -141,6 +144,14 @@ pub fn run(rest: &[String]) -> Result<()> {
         print!("{USAGE}");
         return Ok(());
     };
+
+    // The load generator needs an optimised build to offer this load; the
+    // `cargo xtask` alias builds a debug one, so hand over to a release one.
+    if cfg!(debug_assertions) && std::env::var_os(RELEASE_HANDOVER).is_none() {
+        let mut forwarded = vec!["run", "--release", "--quiet", "-p", "xtask", "--", "soak"];
+        forwarded.extend(rest.iter().map(String::as_str));
+        return super::cargo(&forwarded, &[(RELEASE_HANDOVER, "1")]);
+    }
     let binary = match &args.server_bin {
         Some(path) => path.clone(),
         None => {
