@@ -12,8 +12,12 @@ use crate::Component;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// How long a rejected client may keep sending before the socket is closed.
-const REJECT_DRAIN: Duration = Duration::from_secs(1);
+/// How long a rejected client may keep sending before the socket is closed:
+/// a pipelining client may take a while to read the `-OOM` line and stop.
+const REJECT_DRAIN: Duration = Duration::from_secs(5);
+/// How much a rejected client may send meanwhile; past it the close is a
+/// reset, as it is for any client that ignores a close.
+const REJECT_DRAIN_BYTES: usize = 64 << 20;
 
 /// Accepts forever; errors back off instead of spinning.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -59,10 +63,12 @@ async fn reject(mut stream: TcpStream) {
         return;
     }
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 512];
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
     let _ = tokio::time::timeout(REJECT_DRAIN, async {
         while let Ok(n) = stream.read(&mut sink).await {
-            if n == 0 {
+            drained += n;
+            if n == 0 || drained > REJECT_DRAIN_BYTES {
                 break;
             }
         }

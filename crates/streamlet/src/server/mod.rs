@@ -2,7 +2,7 @@
 //!
 //! - **Accept.** At critical, a new connection is answered with one `-OOM`
 //!   line and closed cleanly: the reply is written, the write side shut, and
-//!   what the client sent is read to its end (for at most a second) so the
+//!   what the client sent is read to its end (for at most five seconds) so the
 //!   close is a FIN, never a reset. Accept errors (out of descriptors, say)
 //!   back off from 5 ms to 1 s instead of spinning.
 //! - **Intake.** Every connection may buffer [`BASE_READ_BYTES`] of requests
