@@ -36,4 +36,8 @@ pub trait Reclaimable: Send + Sync {
     fn shrink_to(&self, target_bytes: u64) -> u64;
     /// Evicts everything; returns the bytes freed.
     fn clear(&self) -> u64;
+    /// The capacity in bytes.
+    fn capacity_bytes(&self) -> u64;
+    /// Sets the capacity, evicting down to it; returns the bytes freed.
+    fn set_capacity_bytes(&self, capacity_bytes: u64) -> u64;
 }

@@ -38,33 +38,7 @@ const REGROW_STEPS: u64 = 16;
 /// How often a step is given back while the level is normal.
 const REGROW_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What a cache must offer beyond [`Reclaimable`]: a capacity to lower.
-pub trait Capacity: Reclaimable + 'static {
-    /// The capacity in bytes.
-    fn capacity(&self) -> u64;
-    /// Sets the capacity, evicting down to it; returns the bytes freed.
-    fn set_capacity(&self, capacity_bytes: u64) -> u64;
-}
-
-impl Capacity for crate::cache::BlockCache {
-    fn capacity(&self) -> u64 {
-        self.capacity_bytes()
-    }
-    fn set_capacity(&self, capacity_bytes: u64) -> u64 {
-        self.set_capacity_bytes(capacity_bytes)
-    }
-}
-
-impl Capacity for crate::cache::IndexCache {
-    fn capacity(&self) -> u64 {
-        self.capacity_bytes()
-    }
-    fn set_capacity(&self, capacity_bytes: u64) -> u64 {
-        self.set_capacity_bytes(capacity_bytes)
-    }
-}
-
-impl<C: Capacity> CacheReclaimer<C> {
+impl<C: Reclaimable + 'static> CacheReclaimer<C> {
     /// Wraps `cache`, remembering `configured_bytes` to restore later.
     pub fn new(cache: Arc<C>, configured_bytes: u64) -> Self {
         CacheReclaimer {
@@ -76,18 +50,18 @@ impl<C: Capacity> CacheReclaimer<C> {
     /// Gives the cache back one step of its configured capacity; `true` if
     /// it was below it.
     pub fn regrow(&self) -> bool {
-        let capacity = self.cache.capacity();
+        let capacity = self.cache.capacity_bytes();
         if capacity >= self.configured_bytes {
             return false;
         }
         let step = (self.configured_bytes / REGROW_STEPS).max(1);
         self.cache
-            .set_capacity(capacity.saturating_add(step).min(self.configured_bytes));
+            .set_capacity_bytes(capacity.saturating_add(step).min(self.configured_bytes));
         true
     }
 }
 
-impl<C: Capacity> Reclaimer for CacheReclaimer<C> {
+impl<C: Reclaimable + 'static> Reclaimer for CacheReclaimer<C> {
     fn name(&self) -> &'static str {
         self.cache.name()
     }
@@ -96,10 +70,10 @@ impl<C: Capacity> Reclaimer for CacheReclaimer<C> {
         match request.urgency {
             Urgency::Gentle => {
                 let keep = self.cache.size_bytes().saturating_sub(request.target_bytes);
-                self.cache.set_capacity(keep)
+                self.cache.set_capacity_bytes(keep)
             }
             Urgency::Hard | Urgency::Desperate => {
-                let freed = self.cache.set_capacity(0);
+                let freed = self.cache.set_capacity_bytes(0);
                 freed + self.cache.clear()
             }
         }
@@ -108,7 +82,7 @@ impl<C: Capacity> Reclaimer for CacheReclaimer<C> {
 
 /// Registers the caches with the monitor and regrows their capacity while
 /// the level is normal. The returned handles keep them registered.
-pub fn register_caches<A: Capacity, B: Capacity>(
+pub fn register_caches<A: Reclaimable + 'static, B: Reclaimable + 'static>(
     monitor: &Monitor,
     blocks: Arc<CacheReclaimer<A>>,
     indexes: Arc<CacheReclaimer<B>>,
@@ -276,15 +250,15 @@ mod tests {
             target_bytes: 1,
             urgency: Urgency::Hard,
         });
-        assert_eq!(reclaimer.cache.capacity(), 0);
+        assert_eq!(reclaimer.cache.capacity_bytes(), 0);
         let mut steps = 0;
         while reclaimer.regrow() {
             steps += 1;
-            assert!(reclaimer.cache.capacity() <= configured);
+            assert!(reclaimer.cache.capacity_bytes() <= configured);
         }
 
         // Assert: sixteen steps of a sixteenth each.
         assert_eq!(steps, REGROW_STEPS);
-        assert_eq!(reclaimer.cache.capacity(), configured);
+        assert_eq!(reclaimer.cache.capacity_bytes(), configured);
     }
 }

@@ -102,6 +102,14 @@ impl Reclaimable for BlockCache {
     fn clear(&self) -> u64 {
         BlockCache::clear(self)
     }
+
+    fn capacity_bytes(&self) -> u64 {
+        BlockCache::capacity_bytes(self)
+    }
+
+    fn set_capacity_bytes(&self, capacity_bytes: u64) -> u64 {
+        BlockCache::set_capacity_bytes(self, capacity_bytes)
+    }
 }
 
 #[cfg(test)]

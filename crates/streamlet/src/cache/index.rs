@@ -91,4 +91,12 @@ impl Reclaimable for IndexCache {
     fn clear(&self) -> u64 {
         IndexCache::clear(self)
     }
+
+    fn capacity_bytes(&self) -> u64 {
+        IndexCache::capacity_bytes(self)
+    }
+
+    fn set_capacity_bytes(&self, capacity_bytes: u64) -> u64 {
+        IndexCache::set_capacity_bytes(self, capacity_bytes)
+    }
 }
