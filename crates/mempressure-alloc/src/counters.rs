@@ -14,7 +14,6 @@
 //! overflow slot with atomic adds.
 
 use core::cell::Cell;
-use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
@@ -55,6 +54,13 @@ impl Slot {
         );
     }
 
+    /// The sum of every component, as read by the slot's owner.
+    fn sum_owned(&self) -> i64 {
+        self.bytes
+            .iter()
+            .fold(0i64, |sum, b| sum.wrapping_add(b.load(Ordering::Relaxed)))
+    }
+
     /// Adds `delta` from any thread, as the overflow slot needs.
     fn add_shared(&self, tag: u8, delta: i64) {
         self.bytes[(tag as usize) & (MAX_COMPONENTS - 1)].fetch_add(delta, Ordering::Relaxed);
@@ -78,71 +84,83 @@ const STATE_ACTIVE: u8 = 2;
 const STATE_NO_SLOT: u8 = 3;
 const STATE_EXITED: u8 = 4;
 
-/// The unflushed delta of a thread without a slot of its own.
+/// Where the slot pointer of a thread without a slot points.
 ///
-/// Far outside the flush window, so the one range check of the fast path
-/// sends every operation of such a thread to [`charge_slow`]: the fast path
-/// needs no separate test of the slot pointer. No allocation size can bring
-/// the sum back into the window (sizes are far below 2^62).
-const NO_SLOT_DELTA: i64 = i64::MIN / 2;
+/// No thread owns it and no snapshot reads it. The fast path never writes it
+/// either (a thread without a slot has no budget), but a pointer that is
+/// never null keeps every path free of a dereference that could fault.
+static UNOWNED: Slot = Slot::new();
 
 /// The per-thread state on the allocation path.
 ///
 /// Const-initialised and free of `Drop`, so the thread-local registers no
 /// destructor and stays readable through the whole of thread teardown.
-/// `slot` is non-null exactly when `unflushed_bytes` is inside the flush
-/// window.
+/// `budget_bytes` is zero whenever the thread has no slot of its own, which
+/// sends each of its operations to [`charge_slow`]: the fast path needs no
+/// separate test of the slot or the state.
 struct Local {
     state: Cell<u8>,
     slot: Cell<*const Slot>,
     tag: Cell<u8>,
-    unflushed_bytes: Cell<i64>,
+    /// Bytes (allocated plus freed) the fast path may still count before the
+    /// slow path settles the thread's net change.
+    budget_bytes: Cell<u64>,
+    /// The slot's sum when its net change last went to the shared total.
+    flushed_sum: Cell<i64>,
 }
 
 thread_local! {
     static LOCAL: Local = const {
         Local {
             state: Cell::new(STATE_UNCLAIMED),
-            slot: Cell::new(ptr::null()),
+            slot: Cell::new(&raw const UNOWNED),
             tag: Cell::new(0),
-            unflushed_bytes: Cell::new(NO_SLOT_DELTA),
+            budget_bytes: Cell::new(0),
+            flushed_sum: Cell::new(0),
         }
     };
-}
-
-/// Whether an unflushed delta has left the window `[-FLUSH_BYTES,
-/// FLUSH_BYTES]`: one add and one unsigned comparison for both signs.
-#[inline(always)]
-fn outside_window(unflushed: i64) -> bool {
-    unflushed.wrapping_add(signal::FLUSH_BYTES) as u64 > 2 * signal::FLUSH_BYTES as u64
 }
 
 /// Counts `delta` bytes for component `tag` on the calling thread.
 #[inline(always)]
 pub(crate) fn charge(tag: u8, delta: i64) {
-    if !charge_fast(tag, delta) {
+    let counted = if delta < 0 {
+        charge_fast::<true>(tag, delta.unsigned_abs() as usize)
+    } else {
+        charge_fast::<false>(tag, delta as usize)
+    };
+    if !counted {
         charge_cold(tag, delta);
     }
 }
 
-/// The fast path alone: the unflushed delta's update and range check, then
-/// one owned counter update. `false` means nothing was counted and
-/// [`charge_cold`] must be called (a flush is due, the thread has no slot,
-/// or its thread-local is out of reach).
+/// The fast path alone: `size` bytes allocated, or freed when `FREED`, for
+/// component `tag`. `false` means nothing was counted and [`charge_cold`]
+/// must be called (the budget ran out, the thread has no slot, or its
+/// thread-local is out of reach).
 ///
-/// Keeping the slow path out lets a caller make its last call a tail call.
+/// One subtraction from the budget whose borrow is the only test, then one
+/// owned counter update. Keeping the slow path out lets a caller make its
+/// last call a tail call.
 #[inline(always)]
-pub(crate) fn charge_fast(tag: u8, delta: i64) -> bool {
+pub(crate) fn charge_fast<const FREED: bool>(tag: u8, size: usize) -> bool {
     LOCAL
         .try_with(|local| {
-            let unflushed = local.unflushed_bytes.get().wrapping_add(delta);
-            if outside_window(unflushed) {
+            // Stored before the test so the update is one instruction; the
+            // slow path resets what a borrow left.
+            let (left, short) = local.budget_bytes.get().overflowing_sub(size as u64);
+            local.budget_bytes.set(left);
+            if short {
                 return false;
             }
-            local.unflushed_bytes.set(unflushed);
-            // SAFETY: inside the window the slot pointer is non-null (see
-            // `Local`); it points into the static `SLOTS`, and this thread
-            // owns that slot until its exit hook clears the pointer.
+            let delta = if FREED {
+                (size as i64).wrapping_neg()
+            } else {
+                size as i64
+            };
+            // SAFETY: the slot pointer always points into the static `SLOTS`
+            // or to `UNOWNED`; with a budget left it is this thread's own
+            // slot, which it owns until its exit hook takes the budget away.
             unsafe { &*local.slot.get() }.add_owned(tag, delta);
             true
         })
@@ -161,14 +179,16 @@ pub(crate) fn charge_cold(tag: u8, delta: i64) {
     }
 }
 
-/// Counts what the fast path could not: a flush, a first allocation, or a
-/// thread without a slot.
+/// Counts what the fast path could not: a spent budget, a first
+/// allocation, or a thread without a slot.
 fn charge_slow(local: &Local, tag: u8, delta: i64) {
-    // A thread with a slot: flush the delta to the shared total.
+    // Whatever follows, including re-entry while claiming, starts slow.
+    local.budget_bytes.set(0);
+
+    // A thread with a slot: count, then settle its net change.
     if let Some(slot) = owned_slot(local) {
         slot.add_owned(tag, delta);
-        let unflushed = local.unflushed_bytes.replace(0).wrapping_add(delta);
-        signal::flush(unflushed);
+        settle(local, slot);
         return;
     }
 
@@ -177,12 +197,7 @@ fn charge_slow(local: &Local, tag: u8, delta: i64) {
         claim_slot(local);
         if let Some(slot) = owned_slot(local) {
             slot.add_owned(tag, delta);
-            if outside_window(delta) {
-                local.unflushed_bytes.set(0);
-                signal::flush(delta);
-            } else {
-                local.unflushed_bytes.set(delta);
-            }
+            settle(local, slot);
             return;
         }
     }
@@ -193,6 +208,22 @@ fn charge_slow(local: &Local, tag: u8, delta: i64) {
     signal::flush(delta);
 }
 
+/// Moves the thread's net change to the shared total once it is large
+/// enough, and gives the fast path a new budget.
+///
+/// After this the unflushed net change is below [`signal::FLUSH_THRESHOLD_BYTES`],
+/// and the budget lets it grow by at most [`signal::ACTIVITY_WINDOW_BYTES`]
+/// before the next settlement: together below [`signal::FLUSH_BYTES`].
+fn settle(local: &Local, slot: &Slot) {
+    let sum = slot.sum_owned();
+    let unflushed = sum.wrapping_sub(local.flushed_sum.get());
+    if unflushed.unsigned_abs() >= signal::FLUSH_THRESHOLD_BYTES {
+        local.flushed_sum.set(sum);
+        signal::flush(unflushed);
+    }
+    local.budget_bytes.set(signal::ACTIVITY_WINDOW_BYTES);
+}
+
 /// Counts when the thread-local itself cannot be reached.
 #[cold]
 fn charge_orphan(tag: u8, delta: i64) {
@@ -201,9 +232,11 @@ fn charge_orphan(tag: u8, delta: i64) {
 }
 
 fn owned_slot(local: &Local) -> Option<&'static Slot> {
-    let slot = local.slot.get();
-    // SAFETY: a non-null `slot` always points into the static `SLOTS`.
-    (!slot.is_null()).then(|| unsafe { &*slot })
+    if local.state.get() != STATE_ACTIVE {
+        return None;
+    }
+    // SAFETY: an active thread's slot pointer points into the static `SLOTS`.
+    Some(unsafe { &*local.slot.get() })
 }
 
 /// Claims a free slot for this thread and arranges its return at exit.
@@ -242,23 +275,31 @@ fn claim_slot(local: &Local) {
             return;
         }
     }
+
+    // The previous owner flushed what it left, so only changes from here on
+    // are this thread's to flush.
+    let slot = &*SLOTS[index];
     SLOTS_USED.fetch_max(index + 1, Ordering::Relaxed);
-    local.slot.set(&*SLOTS[index] as *const Slot);
+    local.flushed_sum.set(slot.sum_owned());
+    local.slot.set(slot as *const Slot);
     local.state.set(STATE_ACTIVE);
 }
 
 /// Returns this thread's slot to the pool; run by the thread-exit hook.
 ///
-/// The thread's unflushed delta moves to the approximate total first, and
-/// every later allocation of the thread goes to the overflow slot.
+/// The thread's unflushed net change moves to the approximate total first,
+/// and every later allocation of the thread goes to the overflow slot.
 pub(crate) fn release_slot(index: usize) {
     let _ = LOCAL.try_with(|local| {
-        local.state.set(STATE_EXITED);
-        local.slot.set(ptr::null());
-        let unflushed = local.unflushed_bytes.replace(NO_SLOT_DELTA);
-        if unflushed != 0 && !outside_window(unflushed) {
-            signal::flush(unflushed);
+        local.budget_bytes.set(0);
+        if let Some(slot) = owned_slot(local) {
+            let unflushed = slot.sum_owned().wrapping_sub(local.flushed_sum.get());
+            if unflushed != 0 {
+                signal::flush(unflushed);
+            }
         }
+        local.state.set(STATE_EXITED);
+        local.slot.set(&raw const UNOWNED);
     });
     if let Some(owned) = OWNED.get(index) {
         owned.store(false, Ordering::Release);

@@ -16,8 +16,11 @@
 //!   whatever scope is current then. Smaller allocations are charged to the
 //!   catch-all `other`. [`transfer_vec`] moves a buffer's charge to a new
 //!   owner without copying it.
-//! - **Crossing signal.** An approximate total moves every [`FLUSH_BYTES`]
-//!   of net change per thread; when it crosses a watermark armed with
+//! - **Crossing signal.** An approximate total follows the exact one: each
+//!   thread moves its net change there once it reaches
+//!   [`FLUSH_THRESHOLD_BYTES`], checked every [`ACTIVITY_WINDOW_BYTES`] of
+//!   bytes allocated plus freed, so no thread lags by [`FLUSH_BYTES`] or
+//!   more. When the total crosses a watermark armed with
 //!   [`set_watermarks`], the thread registered with [`register_waiter`] is
 //!   unparked, without allocating or locking.
 //!
@@ -57,7 +60,7 @@
 //! - A snapshot under load sums counters read at slightly different
 //!   instants, so a component can momentarily read low; it reads 0 rather
 //!   than below.
-//! - The approximate total lags the exact one by at most
+//! - The approximate total lags the exact one by less than
 //!   `threads x FLUSH_BYTES`.
 //! - If the owner table is full, a scoped allocation is charged to `other`
 //!   ([`table_full_count`] says how often).
@@ -87,7 +90,7 @@ pub use component::{
 pub use counters::{is_installed, live_slots, snapshot, Snapshot, MAX_SLOTS};
 pub use signal::{
     approximate_total_bytes, clear_watermarks, register_waiter, set_watermarks, wake_count,
-    FLUSH_BYTES,
+    ACTIVITY_WINDOW_BYTES, FLUSH_BYTES, FLUSH_THRESHOLD_BYTES,
 };
 pub use tag_table::{table_full_count, TAG_MIN_BYTES};
 
@@ -144,7 +147,9 @@ fn count_new_block(ptr: *mut u8, size: usize) {
         return;
     }
     if size < TAG_MIN_BYTES {
-        counters::charge(0, size as i64);
+        if !counters::charge_fast::<false>(0, size) {
+            counters::charge_cold(0, size as i64);
+        }
     } else {
         count_large_alloc(ptr, size);
     }
@@ -233,7 +238,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
             return unsafe { self.dealloc_large(ptr, layout) };
         }
         // Count first, so the inner free is the last call (a tail call).
-        if !counters::charge_fast(0, -(layout.size() as i64)) {
+        if !counters::charge_fast::<true>(0, layout.size()) {
             // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
             return unsafe { self.dealloc_cold(ptr, layout) };
         }

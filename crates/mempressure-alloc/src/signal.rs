@@ -1,11 +1,12 @@
 //! The approximate process total and the watermark crossing signal.
 //!
-//! Every thread keeps a private delta of the bytes it counted since its last
-//! flush; once the delta passes [`FLUSH_BYTES`] either way it is added to one
-//! shared total with a single atomic add. The total therefore lags the exact
-//! sum by at most `live threads x FLUSH_BYTES` (plus the overflow slot, which
-//! is flushed at once), and the shared line is written once per
-//! `FLUSH_BYTES` of net change per thread rather than on every allocation.
+//! Every thread settles its net change (what it counted since its last
+//! flush) once per [`ACTIVITY_WINDOW_BYTES`] of bytes allocated plus freed;
+//! a net change of [`FLUSH_THRESHOLD_BYTES`] or more either way is then added
+//! to one shared total with a single atomic add. The total therefore lags
+//! the exact sum by less than `live threads x FLUSH_BYTES` (plus the
+//! overflow slot, which is flushed at once), and the shared line is written
+//! at most once per settlement, never per allocation.
 //!
 //! The control plane arms two watermarks. A flush that takes the total to or
 //! above the high one, or below the low one, disarms that watermark and wakes
@@ -19,13 +20,26 @@ use std::thread::Thread;
 
 use crossbeam_utils::CachePadded;
 
-/// Net bytes a thread counts before it moves them to the shared total.
+/// The bound on one thread's unflushed net change, in bytes.
 ///
 /// 256 KiB keeps the shared line out of small-allocation loops (a thread
-/// allocating and freeing 16-512 byte objects never reaches it) while bounding
-/// the lag: 64 threads lag at most 16 MiB, under 2 % of a 1 GiB budget and
-/// well inside the gap between the warning and critical thresholds.
+/// allocating and freeing 16-512 byte objects settles every 128 KiB of
+/// activity but flushes only when its live bytes moved by 128 KiB) while
+/// bounding the lag: 64 threads lag less than 16 MiB, under 2 % of a 1 GiB
+/// budget and well inside the gap between the warning and critical
+/// thresholds.
 pub const FLUSH_BYTES: i64 = 256 * 1024;
+
+/// Bytes allocated plus freed between two settlements of a thread's net
+/// change.
+///
+/// The fast path's only test is the subtraction of each size from what is
+/// left of this window, which is cheaper than tracking the net change itself.
+pub const ACTIVITY_WINDOW_BYTES: u64 = FLUSH_BYTES as u64 / 2;
+
+/// The net change, either way, at which a settlement flushes to the shared
+/// total; below it the change waits for a later settlement.
+pub const FLUSH_THRESHOLD_BYTES: u64 = FLUSH_BYTES as u64 - ACTIVITY_WINDOW_BYTES;
 
 static APPROX_TOTAL: CachePadded<AtomicI64> = CachePadded::new(AtomicI64::new(0));
 static HIGH_WATERMARK: AtomicI64 = AtomicI64::new(i64::MAX);
