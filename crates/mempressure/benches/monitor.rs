@@ -97,8 +97,10 @@ fn markdown(
     let mode = if quick { "quick" } else { "full" };
     out.push_str(&format!(
         "# Monitor benchmarks ({mode})\n\n{cpus} CPUs; load average {load_before} before, \
-         {load_after} after. Step {} KiB, flush every {} KiB per thread.\n\n",
+         {load_after} after. Step {} KiB; a thread settles every {} KiB of activity and \
+         lags by less than {} KiB.\n\n",
         latency::STEP_BYTES / 1024,
+        mempressure::alloc::ACTIVITY_WINDOW_BYTES / 1024,
         mempressure::alloc::FLUSH_BYTES / 1024,
     ));
 
