@@ -1,6 +1,7 @@
 //! streamlet: a small log-stream server speaking a subset of Redis streams
 //! over RESP2, under a memory budget it enforces.
 
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -54,11 +55,18 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person; a pipe or a file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written is dropped: reporting it on
+        // the same stderr would panic the server.
+        .log_internal_errors(false)
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("streamlet: {}", error_chain(&error));
+            // Not `eprintln!`: with stderr a closed pipe it would panic, and
+            // the exit status must still say what happened.
+            let _ = writeln!(std::io::stderr(), "streamlet: {}", error_chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -400,3 +400,48 @@ fn memory_tick_of_zero_is_refused_with_its_range() {
         &["--memory-tick-ms", "'0'", "1..=60000"],
     );
 }
+
+// stderr
+
+/// A start-up error while stderr is a pipe nobody reads: the log line and
+/// the error cannot be written, and the exit status must still say failure
+/// rather than a panic's 101.
+#[test]
+fn a_start_up_error_with_stderr_a_closed_pipe_exits_1() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlet"))
+        .args(as_strs(&serving_flags("/proc/streamlet-data")))
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .expect("spawn streamlet");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("streamlet with a closed stderr did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}
+
+/// Logs read by a program, not a terminal, are plain text.
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let output = Command::new(env!("CARGO_BIN_EXE_streamlet"))
+        .args(as_strs(&serving_flags("/proc/streamlet-data")))
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run streamlet");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("memory budget"),
+        "the start-up log:\n{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "escape codes in:\n{stderr:?}");
+}
