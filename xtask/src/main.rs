@@ -23,7 +23,8 @@ tasks:
           [--memory-limit 256MiB] [--duration-secs N] [--keep-data] [--server-bin PATH]
   load    load any RESP2 stream server on 127.0.0.1 and verify what it kept
           (cargo xtask load --help for the options)
-  bench   allocator variants side by side (see cargo xtask bench --help);
+  bench   allocator variants side by side, their accuracy, the monitor's
+          latency and tick cost (see cargo xtask bench --help);
           --streamlet: the server's throughput, tracking against bare jemalloc
   soak    streamlet under 10x its budget, responses on and off, with a report
           and a plot in target/soak/ (cargo xtask soak --help for the options)
