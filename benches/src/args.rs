@@ -5,6 +5,7 @@ use core::fmt;
 /// What `--help` and an argument error print.
 pub(crate) const USAGE: &str = "usage: <variant> --workload W [--threads N] [--ops K]
                  [--size-bytes S] [--live L] [--count-flushes]
+                 [--sample-accuracy]
 
   --workload W      tight | ring | prodcons | server | accuracy
   --threads N       threads running the workload at once, each its own work;
@@ -15,7 +16,12 @@ pub(crate) const USAGE: &str = "usage: <variant> --workload W [--threads N] [--o
                     0 mixes 16-512 bytes [0]
   --live L          live objects in the ring [1024]
   --count-flushes   ring on a tracking allocator: count counter flushes in
-                    an untimed pass first and print flushes_per_op";
+                    an untimed pass first and print flushes_per_op
+  --sample-accuracy on a tracking allocator: run tight, ring, prodcons or
+                    server untimed (repeated until 50 samples or 2.5 s)
+                    while a thread compares the tracked total with
+                    jemalloc's stats.allocated every 2 ms; print one
+                    accuracy_sampled line instead of the result line";
 
 /// Allocation sizes above this are refused: the ring keeps `live` of them.
 const MAX_SIZE_BYTES: usize = 16 << 20;
@@ -79,6 +85,9 @@ pub struct Args {
     pub live: usize,
     /// Whether to count flushes in an untimed pass first.
     pub count_flushes: bool,
+    /// Whether to sample the tracked total against jemalloc's figure while
+    /// the workload runs untimed, instead of timing it.
+    pub sample_accuracy: bool,
 }
 
 /// A command line that cannot be run.
@@ -115,12 +124,20 @@ impl Args {
             size_bytes: 0,
             live: 1024,
             count_flushes: false,
+            sample_accuracy: false,
         };
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
-            if flag == "--count-flushes" {
-                parsed.count_flushes = true;
-                continue;
+            match flag.as_str() {
+                "--count-flushes" => {
+                    parsed.count_flushes = true;
+                    continue;
+                }
+                "--sample-accuracy" => {
+                    parsed.sample_accuracy = true;
+                    continue;
+                }
+                _ => {}
             }
             let value = match flag.as_str() {
                 "--workload" | "--threads" | "--ops" | "--size-bytes" | "--live" => args
@@ -146,6 +163,20 @@ impl Args {
             }
         }
         parsed.workload = workload.ok_or_else(|| error("--workload is required".into()))?;
+        if parsed.sample_accuracy {
+            if parsed.workload == Workload::Accuracy {
+                return Err(error(
+                    "--sample-accuracy samples a timed workload: use it with tight, ring, \
+                     prodcons or server"
+                        .into(),
+                ));
+            }
+            if parsed.count_flushes {
+                return Err(error(
+                    "--sample-accuracy and --count-flushes are separate runs: pass one".into(),
+                ));
+            }
+        }
         Ok(parsed)
     }
 }
@@ -184,6 +215,27 @@ mod tests {
             (2, 500, 4096, 64)
         );
         assert!(args.count_flushes);
+    }
+
+    #[test]
+    fn sample_accuracy_is_read_with_a_timed_workload() {
+        let args = parse("--workload prodcons --ops 2000 --sample-accuracy").unwrap();
+        assert!(args.sample_accuracy);
+        assert_eq!((args.workload, args.ops), (Workload::ProdCons, 2000));
+        assert!(!parse("--workload ring").unwrap().sample_accuracy);
+    }
+
+    #[test]
+    fn sample_accuracy_refuses_the_accuracy_workload() {
+        let err = parse("--workload accuracy --sample-accuracy").unwrap_err();
+        assert!(err.to_string().starts_with("--sample-accuracy"), "{err}");
+        assert!(err.to_string().contains("server"), "{err}");
+    }
+
+    #[test]
+    fn sample_accuracy_refuses_a_flush_count_in_the_same_run() {
+        let err = parse("--workload ring --sample-accuracy --count-flushes").unwrap_err();
+        assert!(err.to_string().contains("--count-flushes"), "{err}");
     }
 
     #[test]

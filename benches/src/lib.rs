@@ -14,6 +14,11 @@
 //! result variant=jemalloc workload=tight threads=1 ops=10000000 size_bytes=0 ns_per_op=4.210
 //! ```
 //!
+//! A tracking variant can instead report how its total compares with
+//! jemalloc's while a workload runs (`--sample-accuracy`, one
+//! `accuracy_sampled` line) or on two shapes at rest (`--workload
+//! accuracy`, two `accuracy` lines).
+//!
 //! `cargo xtask bench` builds the binaries, runs them interleaved for several
 //! rounds and tabulates the lines; see `docs/performance.md`.
 
@@ -27,6 +32,7 @@ mod allocators;
 mod args;
 mod harness;
 mod probes;
+mod sampled;
 pub mod variants;
 mod workloads;
 
@@ -75,7 +81,8 @@ pub struct Variant {
 /// Parses the command line, runs the workload and prints its result line.
 ///
 /// Exit status 2 on a bad argument, 1 when the workload cannot run on this
-/// variant (a probe on an untracked allocator).
+/// variant (a probe, `--workload accuracy` or `--sample-accuracy`, on an
+/// untracked allocator).
 pub fn run(variant: Variant) -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(args) => args,
@@ -86,14 +93,16 @@ pub fn run(variant: Variant) -> ExitCode {
     };
     (variant.setup)();
     let line = match args.workload {
-        Workload::Accuracy => match probes::accuracy(&variant, args.ops) {
-            Ok(line) => line,
-            Err(err) => {
-                eprintln!("{}: {err}", variant.name);
-                return ExitCode::FAILURE;
-            }
-        },
-        _ => result_line(&variant, &args),
+        Workload::Accuracy => probes::accuracy(&variant, args.ops),
+        _ if args.sample_accuracy => sampled::sampled_accuracy(&variant, &args),
+        _ => Ok(result_line(&variant, &args)),
+    };
+    let line = match line {
+        Ok(line) => line,
+        Err(err) => {
+            eprintln!("{}: {err}", variant.name);
+            return ExitCode::FAILURE;
+        }
     };
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{line}").is_err() {

@@ -15,7 +15,12 @@ use crate::Variant;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ProbeError {
     /// The variant's global allocator is not mempressure's.
-    NotTracked(&'static str),
+    NotTracked {
+        /// What was asked for: the workload or the flag.
+        probe: &'static str,
+        /// The variant that cannot answer it.
+        variant: &'static str,
+    },
     /// jemalloc refused a statistics read.
     Jemalloc(String),
 }
@@ -23,10 +28,10 @@ pub(crate) enum ProbeError {
 impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProbeError::NotTracked(name) => write!(
+            ProbeError::NotTracked { probe, variant } => write!(
                 f,
-                "the accuracy probe needs the tracking allocator; variant {name} does not \
-                 install it (use mempressure or mempressure_scoped)"
+                "{probe} needs the tracking allocator; variant {variant} does not install it \
+                 (use mempressure or mempressure_scoped)"
             ),
             ProbeError::Jemalloc(why) => write!(f, "could not read jemalloc statistics: {why}"),
         }
@@ -55,7 +60,10 @@ const EXACT_BLOCKS_PER_ENTRY: u64 = 8;
 /// [`ProbeError::Jemalloc`] if a statistics read fails.
 pub(crate) fn accuracy(variant: &Variant, entries: u64) -> Result<String, ProbeError> {
     if !variant.tracked {
-        return Err(ProbeError::NotTracked(variant.name));
+        return Err(ProbeError::NotTracked {
+            probe: "--workload accuracy",
+            variant: variant.name,
+        });
     }
     let _scope = variant
         .scoped
@@ -135,7 +143,7 @@ pub(crate) fn flushes_per_op(args: &Args) -> Option<f64> {
 }
 
 /// jemalloc's `stats.allocated`, refreshed by an epoch advance.
-fn jemalloc_allocated_bytes() -> Result<u64, ProbeError> {
+pub(crate) fn jemalloc_allocated_bytes() -> Result<u64, ProbeError> {
     let fail = |e: tikv_jemalloc_ctl::Error| ProbeError::Jemalloc(e.to_string());
     tikv_jemalloc_ctl::epoch::advance().map_err(fail)?;
     tikv_jemalloc_ctl::stats::allocated::read()

@@ -8,6 +8,11 @@
 //! counts instructions per operation pair on the single-threaded loops, two
 //! op counts apart so start-up cancels: `(Ir(K2) - Ir(K1)) / (K2 - K1)`.
 //!
+//! After the timed rounds, `accuracy` compares the tracked total with
+//! jemalloc's on two fixed shapes and, sampled, while each timed workload
+//! runs (see [`accuracy`]); `monitor` runs the monitor's own benchmark for
+//! its detection latency and tick cost (see [`monitor`]).
+//!
 //! Results go to standard output as markdown and to
 //! `target/bench/results.json`.
 //!
@@ -23,6 +28,8 @@ use anyhow::{bail, Context, Result};
 
 use report::Report;
 
+mod accuracy;
+mod monitor;
 mod report;
 mod streamlet;
 
@@ -39,8 +46,11 @@ const VARIANTS: [&str; 8] = [
 ];
 /// The variant every ratio is taken against; it always runs.
 const REFERENCE: &str = "jemalloc";
-/// Timed workloads, then the two reports of the tracking binaries.
-const WORKLOADS: [&str; 6] = ["tight", "ring", "prodcons", "server", "accuracy", "flush"];
+/// Timed workloads, the two reports of the tracking binaries, then the
+/// monitor's benchmark.
+const WORKLOADS: [&str; 7] = [
+    "tight", "ring", "prodcons", "server", "accuracy", "flush", "monitor",
+];
 /// Variants the flush sweep compares.
 const FLUSH_VARIANTS: [&str; 3] = ["jemalloc", "mempressure", "mempressure_scoped"];
 /// Allocation sizes of the flush sweep (0: mixed 16-512 B); the tag table
@@ -58,7 +68,12 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--rounds N] [--no-callg
   --variants       any of system, jemalloc, mempressure, mempressure_scoped,
                    stats_alloc, cap, tracking_allocator, global_atomic
                    (jemalloc always runs: it is the reference)
-  --workloads      any of tight, ring, prodcons, server, accuracy, flush
+  --workloads      any of tight, ring, prodcons, server, accuracy, flush,
+                   monitor (default: all). accuracy compares the tracked
+                   total with jemalloc's on two fixed shapes and while each
+                   of tight, ring, prodcons and server runs; monitor runs
+                   cargo bench -p mempressure --bench monitor (-- --quick
+                   with --quick) for detection latency and tick cost
 
        cargo xtask bench --streamlet [--help | options]
 
@@ -209,6 +224,9 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         ],
         &[],
     )?;
+    if plan.wants("monitor") {
+        monitor::build()?;
+    }
     let target = target_dir();
     let bins = target.join("release");
 
@@ -256,10 +274,18 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         eprintln!("xtask: no valgrind (or --no-callgrind): skipping instruction counts");
         BTreeMap::new()
     };
-    let accuracy = if plan.wants("accuracy") {
-        accuracy(&plan, &bins)?
+    let (accuracy, accuracy_by_workload) = if plan.wants("accuracy") {
+        (
+            accuracy::fixed_shapes(&plan, &bins)?,
+            accuracy::sampled(&plan, &bins)?,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
+    };
+    let monitor = if plan.wants("monitor") {
+        Some(monitor::run(plan.quick, &target)?)
+    } else {
+        None
     };
 
     let report = Report {
@@ -267,6 +293,8 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         series: &series,
         instructions: &instructions,
         accuracy,
+        accuracy_by_workload,
+        monitor,
     };
     print!("{}", report.markdown(started.elapsed().as_secs()));
     let json_path = target.join("bench").join("results.json");
@@ -462,35 +490,6 @@ fn collected_instructions(
         })
         .and_then(|n| n.parse().ok())
         .context("callgrind printed no \"Collected\" total")
-}
-
-/// The `accuracy` lines of the tracking variants.
-fn accuracy(plan: &Plan, bins: &Path) -> Result<Vec<BTreeMap<String, String>>> {
-    let entries = if plan.quick { 5_000 } else { 20_000 };
-    let mut lines = Vec::new();
-    for variant in ["mempressure", "mempressure_scoped"] {
-        if plan.variants.contains(&variant) {
-            let mut command = Command::new(bins.join(variant));
-            command.args(["--workload", "accuracy", "--ops", &entries.to_string()]);
-            for line in output_lines(&mut command)? {
-                lines.push(parse_fields(&line, "accuracy")?);
-            }
-        }
-    }
-    Ok(lines)
-}
-
-fn output_lines(command: &mut Command) -> Result<Vec<String>> {
-    let output = command
-        .output()
-        .with_context(|| format!("could not run {command:?}"))?;
-    if !output.status.success() {
-        bail!("{command:?} failed ({})", output.status);
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
 }
 
 fn target_dir() -> PathBuf {

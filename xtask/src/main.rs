@@ -4,8 +4,9 @@
 //! clippy with warnings denied, every test and the doc build.
 
 use std::env;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -22,7 +23,8 @@ tasks:
           [--memory-limit 256MiB] [--duration-secs N] [--keep-data] [--server-bin PATH]
   load    load any RESP2 stream server on 127.0.0.1 and verify what it kept
           (cargo xtask load --help for the options)
-  bench   allocator variants side by side (see cargo xtask bench --help);
+  bench   allocator variants side by side, their accuracy, the monitor's
+          latency and tick cost (see cargo xtask bench --help);
           --streamlet: the server's throughput, tracking against bare jemalloc
   soak    streamlet under 10x its budget, responses on and off, with a report
           and a plot in target/soak/ (cargo xtask soak --help for the options)
@@ -66,11 +68,22 @@ fn root() -> PathBuf {
 
 /// Runs `cargo` with `args` in the workspace root, failing on a non-zero exit.
 fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    run_cargo(args, envs, Stdio::inherit())
+}
+
+/// The same with the child's standard output sent to standard error, for a
+/// step whose own report would mix with the task's on standard output.
+fn cargo_to_stderr(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    run_cargo(args, envs, io::stderr().into())
+}
+
+fn run_cargo(args: &[&str], envs: &[(&str, &str)], stdout: Stdio) -> Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
         .envs(envs.iter().copied())
+        .stdout(stdout)
         .current_dir(root())
         .status()
         .with_context(|| format!("could not run {cargo}"))?;

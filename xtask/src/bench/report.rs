@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::accuracy;
+use super::monitor::MonitorResults;
 use super::{Instructions, Key, Plan, Series, REFERENCE, VARIANTS, WORKLOADS};
 
 /// Everything one benchmark invocation measured.
@@ -11,7 +13,12 @@ pub(super) struct Report<'a> {
     pub(super) plan: &'a Plan,
     pub(super) series: &'a BTreeMap<Key, Series>,
     pub(super) instructions: &'a Instructions,
+    /// The `accuracy` lines: two fixed shapes per tracking variant.
     pub(super) accuracy: Vec<BTreeMap<String, String>>,
+    /// The `accuracy_sampled` lines: one per tracking variant and workload.
+    pub(super) accuracy_by_workload: Vec<BTreeMap<String, String>>,
+    /// The monitor benchmark's figures, when it ran.
+    pub(super) monitor: Option<MonitorResults>,
 }
 
 /// One variant x workload x threads x size, summarised.
@@ -160,31 +167,10 @@ impl Report<'_> {
             }
         }
 
-        if !self.accuracy.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n### Accuracy: tracked total against jemalloc stats.allocated\n"
-            );
-            let _ = writeln!(
-                out,
-                "| variant | shape | tracked bytes | jemalloc allocated | jemalloc/tracked \
-                 | after tcache flush | size-class rounding of the shape's blocks |"
-            );
-            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
-            for line in &self.accuracy {
-                let field = |k: &str| line.get(k).map_or("-", String::as_str);
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    field("variant"),
-                    field("shape"),
-                    field("tracked_bytes"),
-                    field("jemalloc_allocated_bytes"),
-                    field("jemalloc_to_tracked"),
-                    field("jemalloc_to_tracked_after_tcache_flush"),
-                    field("rounding_ratio"),
-                );
-            }
+        accuracy::fixed_shapes_markdown(&self.accuracy, &mut out);
+        accuracy::sampled_markdown(&self.accuracy_by_workload, &mut out);
+        if let Some(monitor) = &self.monitor {
+            monitor.markdown(&mut out);
         }
         out
     }
@@ -199,7 +185,8 @@ impl Report<'_> {
     }
 
     /// `target/bench/results.json`: one object per row, plus the accuracy
-    /// lines and the run's context.
+    /// lines, the sampled accuracy lines, the monitor benchmark's own JSON
+    /// (`null` when it did not run) and the run's context.
     pub(super) fn json(&self) -> String {
         let (nproc, cpu) = machine();
         let mut out = String::from("{\n");
@@ -237,23 +224,31 @@ impl Report<'_> {
             let _ = writeln!(out, "{object}{comma}");
         }
         out.push_str("  ],\n  \"accuracy\": [\n");
-        for (i, line) in self.accuracy.iter().enumerate() {
-            let fields: Vec<String> = line
-                .iter()
-                .map(|(k, v)| {
-                    let value = if v.parse::<f64>().is_ok() {
-                        v.clone()
-                    } else {
-                        quote(v)
-                    };
-                    format!("{}: {value}", quote(k))
-                })
-                .collect();
-            let comma = if i + 1 < self.accuracy.len() { "," } else { "" };
-            let _ = writeln!(out, "    {{{}}}{comma}", fields.join(", "));
-        }
-        out.push_str("  ]\n}\n");
+        push_lines(&mut out, &self.accuracy);
+        out.push_str("  ],\n  \"accuracy_by_workload\": [\n");
+        push_lines(&mut out, &self.accuracy_by_workload);
+        let monitor = self.monitor.as_ref().map_or("null", |m| m.json.as_str());
+        let _ = writeln!(out, "  ],\n  \"monitor\": {monitor}\n}}");
         out
+    }
+}
+
+/// Appends one JSON object per line of `key=value` fields, numbers bare.
+fn push_lines(out: &mut String, lines: &[BTreeMap<String, String>]) {
+    for (i, line) in lines.iter().enumerate() {
+        let fields: Vec<String> = line
+            .iter()
+            .map(|(k, v)| {
+                let value = if v.parse::<f64>().is_ok_and(f64::is_finite) {
+                    v.clone()
+                } else {
+                    quote(v)
+                };
+                format!("{}: {value}", quote(k))
+            })
+            .collect();
+        let comma = if i + 1 < lines.len() { "," } else { "" };
+        let _ = writeln!(out, "    {{{}}}{comma}", fields.join(", "));
     }
 }
 
@@ -353,6 +348,70 @@ mod tests {
     fn an_even_count_takes_the_mean_of_the_middle_two() {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         assert_eq!(median(&[5.0, 1.0, 3.0]), 3.0);
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            quick: true,
+            rounds: 2,
+            callgrind: false,
+            variants: vec!["jemalloc", "mempressure"],
+            workloads: vec!["accuracy", "monitor"],
+            threads: vec![1],
+        }
+    }
+
+    #[test]
+    fn results_json_embeds_the_sampled_lines_and_the_monitor_report() {
+        // Arrange: a run with one sampled line and a monitor report.
+        let (plan, series, instructions) = (plan(), BTreeMap::new(), Instructions::new());
+        let line = "accuracy_sampled variant=mempressure workload=ring threads=1 samples=51 \
+                    tracked_median_bytes=361325 jemalloc_median_bytes=638968 \
+                    ratio_median=1.7648 ratio_min=1.7081 ratio_max=9.3302 gap_max_bytes=553756";
+        let monitor = MonitorResults {
+            quick: true,
+            load_average_before: "1.0".into(),
+            load_average_after: "1.0".into(),
+            latency: Vec::new(),
+            ticks: Vec::new(),
+            has_cgroup: true,
+            json: r#"{"benchmark":"monitor","latency":[]}"#.into(),
+        };
+        let report = Report {
+            plan: &plan,
+            series: &series,
+            instructions: &instructions,
+            accuracy: Vec::new(),
+            accuracy_by_workload: vec![accuracy::parse_sampled_line(line).unwrap()],
+            monitor: Some(monitor),
+        };
+
+        // Act
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+
+        // Assert: the old keys stay, the new ones carry the figures.
+        assert!(json["results"].is_array() && json["accuracy"].is_array());
+        assert_eq!(json["rounds"], 2);
+        let sampled = &json["accuracy_by_workload"][0];
+        assert_eq!(sampled["workload"], "ring");
+        assert_eq!(sampled["ratio_median"].as_f64(), Some(1.7648));
+        assert_eq!(json["monitor"]["benchmark"], "monitor");
+    }
+
+    #[test]
+    fn results_json_says_null_for_a_monitor_that_did_not_run() {
+        let (plan, series, instructions) = (plan(), BTreeMap::new(), Instructions::new());
+        let report = Report {
+            plan: &plan,
+            series: &series,
+            instructions: &instructions,
+            accuracy: Vec::new(),
+            accuracy_by_workload: Vec::new(),
+            monitor: None,
+        };
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert!(json["monitor"].is_null());
+        assert_eq!(json["accuracy_by_workload"], serde_json::json!([]));
     }
 
     #[test]
