@@ -249,6 +249,31 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let old_size = layout.size();
+        if old_size >= TAG_MIN_BYTES || new_size >= TAG_MIN_BYTES {
+            // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+            return unsafe { self.realloc_large(ptr, layout, new_size) };
+        }
+
+        // Small to small: no owner on either side, one charge to `other`.
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if !new_ptr.is_null() {
+            counters::charge(0, new_size as i64 - old_size as i64);
+        }
+        new_ptr
+    }
+}
+
+impl<A: GlobalAlloc> TrackingAllocator<A> {
+    /// Reallocates a block that is or becomes large: its owner moves with
+    /// it.
+    ///
+    /// # Safety
+    ///
+    /// Same as [`GlobalAlloc::realloc`].
+    #[inline(never)]
+    unsafe fn realloc_large(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old_size = layout.size();
         let old_tag = untag_block(ptr, old_size);
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
         let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
