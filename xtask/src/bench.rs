@@ -5,8 +5,9 @@
 //! then A B C ... again), so drift of a shared machine lands on all
 //! variants alike; a variant's ratio to bare jemalloc is taken round by
 //! round and its median reported. Where `valgrind` is installed, callgrind
-//! counts instructions per operation pair on the single-threaded loops, two
-//! op counts apart so start-up cancels: `(Ir(K2) - Ir(K1)) / (K2 - K1)`.
+//! counts instructions per operation on the single-threaded tight, ring
+//! and server runs, two op counts apart so start-up cancels:
+//! `(Ir(K2) - Ir(K1)) / (K2 - K1)`.
 //!
 //! After the timed rounds, `accuracy` compares the tracked total with
 //! jemalloc's on two fixed shapes and, sampled, while each timed workload
@@ -169,6 +170,16 @@ impl Plan {
             (10_000, 60_000)
         } else {
             (20_000, 220_000)
+        }
+    }
+
+    /// The server workload's counts: whole maps of 256 entries, each entry
+    /// about 10 000 instructions.
+    fn callgrind_server_entries(&self) -> (u64, u64) {
+        if self.quick {
+            (256, 1_280)
+        } else {
+            (512, 4_608)
         }
     }
 
@@ -431,13 +442,13 @@ fn valgrind_available() -> bool {
 /// Instructions per pair under callgrind: (workload, size_bytes, variant).
 type Instructions = BTreeMap<(&'static str, usize, &'static str), f64>;
 
-/// Counts instructions per pair of the single-threaded tight and ring loops
-/// for every variant, and of a 4 KiB ring (owner table in use) for the
-/// sweep's variants.
+/// Counts instructions per operation of the single-threaded tight, ring and
+/// server runs for every variant, and of a 4 KiB ring (owner table in use)
+/// for the sweep's variants.
 fn callgrind(plan: &Plan, bins: &Path) -> Result<Instructions> {
     let (k1, k2) = plan.callgrind_ops();
     let mut jobs: Vec<(&'static str, usize, &'static str)> = Vec::new();
-    for workload in ["tight", "ring"] {
+    for workload in ["tight", "ring", "server"] {
         if plan.wants(workload) {
             jobs.extend(plan.variants.iter().map(|v| (workload, 0, *v)));
         }
@@ -449,6 +460,11 @@ fn callgrind(plan: &Plan, bins: &Path) -> Result<Instructions> {
     let mut counts = Instructions::new();
     for (workload, size, variant) in jobs {
         eprintln!("xtask: callgrind {variant} {workload} size_bytes={size}");
+        let (k1, k2) = if workload == "server" {
+            plan.callgrind_server_entries()
+        } else {
+            (k1, k2)
+        };
         let ir = |ops: u64| collected_instructions(bins, variant, workload, ops, size);
         let (low, high) = (ir(k1)?, ir(k2)?);
         counts.insert(

@@ -89,7 +89,7 @@ impl Report<'_> {
             out,
             "- {} interleaved rounds; ns per operation pair as one thread sees it \
              (median, min-max over rounds); x jemalloc is the median of per-round \
-             ratios; instructions per pair from callgrind, 1 thread; {elapsed_secs} s\n",
+             ratios; instructions per operation from callgrind, 1 thread; {elapsed_secs} s\n",
             self.plan.rounds
         );
 
