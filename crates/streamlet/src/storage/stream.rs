@@ -193,7 +193,6 @@ impl Stream {
 
         // Write the record; undo a partial write so the file ends on a record.
         let offset = active.index.index().segment_len_bytes();
-        let path = self.dir.join(segment::log_file_name(active.base));
         let written = (&*active.file)
             .write_all(&state.frame)
             .and_then(|()| match config.fsync {
@@ -201,6 +200,8 @@ impl Stream {
                 FsyncPolicy::Never => Ok(()),
             });
         if let Err(source) = written {
+            // Named only on failure: building the path costs allocations.
+            let path = self.dir.join(segment::log_file_name(active.base));
             if let Err(undo) = active.file.set_len(offset) {
                 tracing::error!(path = %path.display(), error = %undo,
                     "cannot undo a failed append; stream refuses writes until reopened");
