@@ -113,8 +113,18 @@ pub fn execute(request: &Request, ctx: &Context) -> Outcome {
     let Some(name) = args.first() else {
         return Outcome::reply(Reply::error("ERR empty command"));
     };
-    let name = name.to_ascii_lowercase();
-    let reply = match name.as_slice() {
+    // Lower-cased on the stack: no command name is longer than 7 bytes, and
+    // a longer one is unknown whatever its case.
+    let mut lower = [0u8; 8];
+    let name: &[u8] = match lower.get_mut(..name.len()) {
+        Some(room) => {
+            room.copy_from_slice(name);
+            room.make_ascii_lowercase();
+            room
+        }
+        None => b"",
+    };
+    let reply = match name {
         b"ping" => server::ping(args),
         b"echo" => server::echo(args),
         b"quit" => {

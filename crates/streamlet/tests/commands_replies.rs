@@ -138,6 +138,18 @@ fn unknown_commands_reply_as_redis() {
         reply(&ctx, &["SET", "k"]),
         "-ERR unknown command 'SET', with args beginning with: 'k' \r\n"
     );
+    // A known name followed by more letters, and one longer than any name.
+    assert_eq!(
+        reply(&ctx, &["XADDX"]),
+        "-ERR unknown command 'XADDX', with args beginning with: \r\n"
+    );
+    let long = "x".repeat(40);
+    assert_eq!(
+        reply(&ctx, &[&long]),
+        format!("-ERR unknown command '{long}', with args beginning with: \r\n")
+    );
+    // Names match in any case.
+    assert_eq!(reply(&ctx, &["xLeN", "nothing"]), ":0\r\n");
 }
 
 /// XADD replies with the ID; XLEN counts; errors use Redis's texts.
