@@ -14,7 +14,11 @@
 //!
 //! Results go to standard output as markdown and to
 //! `target/bench/streamlet.json`.
+//!
+//! `--callgrind` counts the servers' instructions per request instead: see
+//! [`callgrind`].
 
+mod callgrind;
 mod report;
 mod server;
 
@@ -46,11 +50,14 @@ const STARTUP_WAIT: Duration = Duration::from_secs(20);
 
 const USAGE: &str = "usage: cargo xtask bench --streamlet [--quick] [--rounds N]
                          [--requests N] [--ping-requests N]
+       cargo xtask bench --streamlet --callgrind [--quick]
 
   --quick            3 rounds, 50 000 XADDs and 250 000 PINGs per server
   --rounds N         interleaved rounds (default 8, quick 3)
   --requests N       XADD requests per server and round (default 200 000)
   --ping-requests N  requests per PING test (default 1 000 000)
+  --callgrind        instructions per request under valgrind's callgrind
+                     instead of timing (see --callgrind --help)
 
 Needs redis-benchmark (Debian: redis-tools) on the PATH.";
 
@@ -132,6 +139,11 @@ struct Measured {
 
 /// Runs the streamlet throughput comparison as planned by `rest`.
 pub(super) fn run(rest: &[String]) -> Result<()> {
+    if let Some(at) = rest.iter().position(|arg| arg == "--callgrind") {
+        let mut rest = rest.to_vec();
+        rest.remove(at);
+        return callgrind::run(&rest);
+    }
     let plan = Plan::parse(rest)?;
     let started = Instant::now();
     require_redis_benchmark()?;
