@@ -10,6 +10,11 @@
 //! are run so that start-up and shutdown cancel:
 //! `(Ir(N2) - Ir(N1)) / (N2 - N1)` instructions per request.
 //!
+//! The server's runtime gets a fixed number of worker threads (two unless
+//! `--workers` says otherwise), so the count does not depend on how many
+//! CPUs the machine has; with two, tasks still move between workers and
+//! frees on another thread than the allocation's are counted too.
+//!
 //! The monitor ticks once a minute (`--memory-tick-ms 60000`), so its
 //! periodic readings, whose number depends on wall time, stay out of a run
 //! that takes less than that. `redis-benchmark` sends requests in batches
@@ -30,7 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::server::{free_port, Server};
-use super::{build, redis_benchmark, redis_benchmark_version, require_redis_benchmark};
+use super::{bounded, build, redis_benchmark, redis_benchmark_version, require_redis_benchmark};
 use super::{BINARIES, PIPELINE};
 use crate::bench::report::{machine, quote, today};
 
@@ -43,6 +48,8 @@ const WORKLOADS: [(&str, &[&str]); 2] = [
 /// Client connections of every run, as `redis-benchmark -c`; few, since
 /// valgrind runs the server's threads one at a time anyway.
 const CLIENTS: usize = 10;
+/// Worker threads of the server's runtime unless `--workers` is given.
+const WORKERS: u64 = 2;
 /// Requests N1 and N2 per run.
 const REQUESTS: (u64, u64) = (20_000, 100_000);
 /// Requests N1 and N2 with `--quick`.
@@ -56,13 +63,14 @@ const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// profile on the way out.
 const STOP_WAIT: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: cargo xtask bench --streamlet --callgrind [--quick]
+const USAGE: &str = "usage: cargo xtask bench --streamlet --callgrind [--quick] [--workers N]
 
 Counts streamlet's instructions per request under valgrind's callgrind,
 with the tracking allocator and on bare jemalloc, for XADD and PING:
 (Ir(N2) - Ir(N1)) / (N2 - N1), one server run per count.
 
-  --quick   N1 = 4 000, N2 = 20 000 requests (default 20 000, 100 000)
+  --quick       N1 = 4 000, N2 = 20 000 requests (default 20 000, 100 000)
+  --workers N   worker threads of the server's runtime, 1 to 64 (default 2)
 
 Needs valgrind (Debian: valgrind) and redis-benchmark (Debian: redis-tools)
 on the PATH.";
@@ -79,9 +87,17 @@ struct Row {
 /// Runs the callgrind comparison as planned by `rest`.
 pub(super) fn run(rest: &[String]) -> Result<()> {
     let mut quick = false;
-    for arg in rest {
+    let mut workers = WORKERS;
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--workers" => {
+                let value = args
+                    .next()
+                    .with_context(|| format!("--workers needs a value\n\n{USAGE}"))?;
+                workers = bounded("--workers", value, 1, 64)?;
+            }
             "-h" | "--help" => bail!("{USAGE}"),
             other => bail!("unknown argument {other:?} for --callgrind\n\n{USAGE}"),
         }
@@ -107,6 +123,7 @@ pub(super) fn run(rest: &[String]) -> Result<()> {
                     workload,
                     command,
                     requests,
+                    workers,
                 };
                 run.collected(&runs_dir)
             };
@@ -125,6 +142,7 @@ pub(super) fn run(rest: &[String]) -> Result<()> {
     let report = Report {
         rows: &rows,
         requests: (n_low, n_high),
+        workers,
         args: rest,
         valgrind: &valgrind,
         redis_benchmark: &redis_benchmark_version(),
@@ -154,6 +172,7 @@ struct Run<'a> {
     workload: &'static str,
     command: &'a [&'a str],
     requests: u64,
+    workers: u64,
 }
 
 impl Run<'_> {
@@ -175,6 +194,7 @@ impl Run<'_> {
         command.arg(flag_with_path("--log-file=", &valgrind_log));
         command.arg(self.binary);
         command.args(["--memory-tick-ms", &TICK_MS.to_string()]);
+        command.env("TOKIO_WORKER_THREADS", self.workers.to_string());
         let started = Instant::now();
         let mut server = Server::start(command, addr, &data_dir.0, &server_log)?;
         server.stop_wait = STOP_WAIT;
@@ -268,6 +288,7 @@ fn per_request(ir_low: u64, ir_high: u64, n_low: u64, n_high: u64) -> Result<f64
 struct Report<'a> {
     rows: &'a [Row],
     requests: (u64, u64),
+    workers: u64,
     args: &'a [String],
     valgrind: &'a str,
     redis_benchmark: &'a str,
@@ -311,9 +332,10 @@ impl Report<'_> {
         let _ = writeln!(
             out,
             "- one server run per binary, workload and count, N1 = {n_low} and N2 = \
-             {n_high} requests, `redis-benchmark -c {CLIENTS} -P {PIPELINE}` ({}), {}; \
-             per request: (Ir(N2) - Ir(N1)) / (N2 - N1); {elapsed_secs} s\n",
-            self.redis_benchmark, self.valgrind
+             {n_high} requests, {} runtime workers, `redis-benchmark -c {CLIENTS} -P \
+             {PIPELINE}` ({}), {}; per request: (Ir(N2) - Ir(N1)) / (N2 - N1); \
+             {elapsed_secs} s\n",
+            self.workers, self.redis_benchmark, self.valgrind
         );
         let _ = writeln!(
             out,
@@ -352,8 +374,9 @@ impl Report<'_> {
         );
         let _ = writeln!(
             out,
-            "  \"requests_low\": {n_low}, \"requests_high\": {n_high},\n  \"clients\": \
-             {CLIENTS}, \"pipeline\": {PIPELINE},\n  \"results\": ["
+            "  \"requests_low\": {n_low}, \"requests_high\": {n_high}, \"workers\": {},\n  \
+             \"clients\": {CLIENTS}, \"pipeline\": {PIPELINE},\n  \"results\": [",
+            self.workers
         );
         let mut objects = Vec::new();
         for row in self.rows {
@@ -452,5 +475,7 @@ mod tests {
     fn other_arguments_are_rejected() {
         let error = run(&["--rounds".into(), "3".into()]).unwrap_err();
         assert!(error.to_string().contains("unknown argument"), "{error}");
+        let error = run(&["--workers".into(), "0".into()]).unwrap_err();
+        assert!(error.to_string().contains("1..=64"), "{error}");
     }
 }
