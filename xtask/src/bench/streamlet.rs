@@ -14,21 +14,24 @@
 //!
 //! Results go to standard output as markdown and to
 //! `target/bench/streamlet.json`.
+//!
+//! `--callgrind` counts the servers' instructions per request instead: see
+//! [`callgrind`].
 
+mod callgrind;
 mod report;
+mod server;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{self, Child, Command, ExitStatus, Stdio};
-use std::thread;
+use std::process::{self, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::load::resp::{Connection, Reply};
 use report::StreamletReport;
+use server::{free_port, Server};
 
 /// The two builds, in the order of even rounds.
 pub(super) const BINARIES: [&str; 2] = ["streamlet-tracking", "streamlet-bare"];
@@ -44,16 +47,17 @@ pub(super) const CLIENTS: usize = 50;
 pub(super) const PIPELINE: usize = 16;
 /// Longest wait for a server to answer PING after it starts.
 const STARTUP_WAIT: Duration = Duration::from_secs(20);
-/// Longest wait for a server to exit after SIGTERM before it is killed.
-const STOP_WAIT: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: cargo xtask bench --streamlet [--quick] [--rounds N]
                          [--requests N] [--ping-requests N]
+       cargo xtask bench --streamlet --callgrind [--quick]
 
   --quick            3 rounds, 50 000 XADDs and 250 000 PINGs per server
   --rounds N         interleaved rounds (default 8, quick 3)
   --requests N       XADD requests per server and round (default 200 000)
   --ping-requests N  requests per PING test (default 1 000 000)
+  --callgrind        instructions per request under valgrind's callgrind
+                     instead of timing (see --callgrind --help)
 
 Needs redis-benchmark (Debian: redis-tools) on the PATH.";
 
@@ -135,15 +139,14 @@ struct Measured {
 
 /// Runs the streamlet throughput comparison as planned by `rest`.
 pub(super) fn run(rest: &[String]) -> Result<()> {
+    if let Some(at) = rest.iter().position(|arg| arg == "--callgrind") {
+        let mut rest = rest.to_vec();
+        rest.remove(at);
+        return callgrind::run(&rest);
+    }
     let plan = Plan::parse(rest)?;
     let started = Instant::now();
-    if Command::new("redis-benchmark")
-        .arg("--version")
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        bail!("redis-benchmark is not on the PATH (Debian: apt-get install redis-tools)");
-    }
+    require_redis_benchmark()?;
     let bench_dir = super::target_dir().join("bench");
     let binaries = build(&bench_dir)?;
     let version = redis_benchmark_version();
@@ -179,6 +182,18 @@ pub(super) fn run(rest: &[String]) -> Result<()> {
     fs::write(&json_path, report.json())
         .with_context(|| format!("could not write {}", json_path.display()))?;
     eprintln!("xtask: wrote {}", json_path.display());
+    Ok(())
+}
+
+/// Fails with the package to install unless `redis-benchmark` runs.
+fn require_redis_benchmark() -> Result<()> {
+    if Command::new("redis-benchmark")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        bail!("redis-benchmark is not on the PATH (Debian: apt-get install redis-tools)");
+    }
     Ok(())
 }
 
@@ -223,18 +238,19 @@ fn measure(
         .with_context(|| format!("could not create {}", data_dir.display()))?;
     let addr = free_port()?;
     let log_path = bench_dir.join(format!("{name}.log"));
-    let mut server = Server::start(binary, addr, &data_dir, &log_path)?;
-    server.wait_for_ping(addr, &log_path)?;
+    let mut server = Server::start(Command::new(binary), addr, &data_dir, &log_path)?;
+    server.wait_for_ping(addr, &log_path, STARTUP_WAIT)?;
 
     // The benchmarks, XADD first so PING meets a server that holds a stream.
     // Server CPU time is read from /proc around each invocation.
     let port = addr.port().to_string();
     let pid = server.child.id();
     let cpu_start = cpu_ns(pid);
-    let xadd = redis_benchmark(&port, plan.xadd_requests, &["XADD", "bench", "*", "f", "v"]);
+    let xadd_args = ["XADD", "bench", "*", "f", "v"];
+    let xadd = redis_benchmark(&port, plan.xadd_requests, CLIENTS, &xadd_args);
     let cpu_xadd = cpu_ns(pid);
     let ping = xadd.and_then(|xadd| {
-        let ping = redis_benchmark(&port, plan.ping_requests, &["-t", "ping"])?;
+        let ping = redis_benchmark(&port, plan.ping_requests, CLIENTS, &["-t", "ping"])?;
         Ok((xadd, ping))
     });
     let cpu_ping = cpu_ns(pid);
@@ -295,10 +311,16 @@ fn cpu_ns(pid: u32) -> Option<u64> {
     Some(total_ns)
 }
 
-/// Runs `redis-benchmark -q` against 127.0.0.1:`port` and returns its
-/// requests per second by test name (`XADD` for a custom XADD command).
-fn redis_benchmark(port: &str, requests: u64, test: &[&str]) -> Result<BTreeMap<String, f64>> {
-    let clients = CLIENTS.to_string();
+/// Runs `redis-benchmark -q` with `clients` connections against
+/// 127.0.0.1:`port` and returns its requests per second by test name (`XADD`
+/// for a custom XADD command).
+fn redis_benchmark(
+    port: &str,
+    requests: u64,
+    clients: usize,
+    test: &[&str],
+) -> Result<BTreeMap<String, f64>> {
+    let clients = clients.to_string();
     let pipeline = PIPELINE.to_string();
     let requests = requests.to_string();
     let mut command = Command::new("redis-benchmark");
@@ -348,98 +370,6 @@ fn redis_benchmark_version() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "unknown".into())
-}
-
-/// A free loopback port, released just before the server binds it.
-fn free_port() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?)
-}
-
-/// One streamlet child process; stopped by PID when dropped.
-struct Server {
-    child: Child,
-    exit: Option<ExitStatus>,
-}
-
-impl Server {
-    fn start(binary: &Path, addr: SocketAddr, data_dir: &Path, log_path: &Path) -> Result<Server> {
-        let log =
-            File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        let child = Command::new(binary)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .args(["--metrics-listen", "off", "--memory-limit", "1GiB"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Server { child, exit: None })
-    }
-
-    /// The exit status if the server has exited.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().ok().flatten();
-        }
-        self.exit
-    }
-
-    /// Waits until the server answers PING, failing early if it exits.
-    fn wait_for_ping(&mut self, addr: SocketAddr, log_path: &Path) -> Result<()> {
-        let started = Instant::now();
-        while started.elapsed() < STARTUP_WAIT {
-            if let Some(status) = self.exited() {
-                bail!(
-                    "streamlet exited at start-up ({status}); log {}",
-                    log_path.display()
-                );
-            }
-            let pong = Connection::connect(addr, Duration::from_secs(1))
-                .ok()
-                .and_then(|mut conn| conn.call(&[b"PING"]).ok());
-            if matches!(pong, Some(Reply::Simple(ref text)) if text == "PONG") {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "streamlet did not answer PING within {STARTUP_WAIT:?}; log {}",
-            log_path.display()
-        )
-    }
-
-    /// Sends SIGTERM to the server's PID, waits up to [`STOP_WAIT`], then
-    /// kills it; returns how it exited.
-    fn stop(&mut self) -> Option<ExitStatus> {
-        if self.exited().is_some() {
-            return self.exit;
-        }
-        let pid = self.child.id().to_string();
-        // If `kill` cannot run, the SIGKILL below still stops the server.
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + STOP_WAIT;
-        while Instant::now() < deadline && self.exited().is_none() {
-            thread::sleep(Duration::from_millis(20));
-        }
-        if self.exited().is_none() {
-            // The child is ours; killing it by its handle targets its PID.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            return None;
-        }
-        self.exit
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[cfg(test)]
