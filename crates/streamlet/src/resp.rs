@@ -31,7 +31,7 @@ mod parse;
 mod reply;
 
 pub use parse::{
-    parse, Limits, ProtocolError, Request, DEFAULT_MAX_ARRAY_LEN, DEFAULT_MAX_BULK_BYTES,
-    DEFAULT_MAX_INLINE_BYTES,
+    parse, parse_into, Limits, ProtocolError, Request, DEFAULT_MAX_ARRAY_LEN,
+    DEFAULT_MAX_BULK_BYTES, DEFAULT_MAX_INLINE_BYTES,
 };
 pub use reply::Reply;

@@ -3,7 +3,7 @@
 //! complete request parses the same whatever follows it.
 
 use proptest::prelude::*;
-use streamlet::resp::{parse, Limits, Request};
+use streamlet::resp::{parse, parse_into, Limits, Request};
 
 /// The default limits and tight ones, so both the ordinary paths and the
 /// limit checks are hit.
@@ -227,5 +227,41 @@ proptest! {
         followed.extend_from_slice(&suffix);
         let with_suffix = parse(&followed, &limits).unwrap().unwrap();
         prop_assert_eq!(with_suffix, alone);
+    }
+
+    #[test]
+    fn a_reused_request_parses_every_request_as_a_fresh_one(
+        requests in prop::collection::vec(
+            prop_oneof![
+                args().prop_map(|args| (args, false)),
+                inline_args().prop_map(|args| (args, true)),
+            ],
+            1..8,
+        ),
+    ) {
+        // One buffer of several requests, parsed one after another into the
+        // same request, recycled between them as a connection does.
+        let limits = Limits::default();
+        let mut buf = Vec::new();
+        for (args, inline) in &requests {
+            if *inline {
+                buf.extend_from_slice(&args.join(&b' '));
+                buf.extend_from_slice(b"\r\n");
+            } else {
+                buf.extend_from_slice(&multibulk(args));
+            }
+        }
+        let mut reused = Request::default();
+        let mut at = 0;
+        for (args, _) in &requests {
+            let used = parse_into(&buf[at..], &limits, &mut reused).unwrap().unwrap();
+            let (fresh, fresh_used) = parse(&buf[at..], &limits).unwrap().unwrap();
+            prop_assert_eq!(used, fresh_used);
+            prop_assert_eq!(reused.args(), fresh.args());
+            prop_assert_eq!(reused.args(), &args[..]);
+            reused.recycle();
+            at += used;
+        }
+        prop_assert_eq!(at, buf.len());
     }
 }

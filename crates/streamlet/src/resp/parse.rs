@@ -35,36 +35,102 @@ impl Default for Limits {
     }
 }
 
+/// Argument buffers at most this large are kept for the next request.
+const SPARE_ARG_BYTES: usize = 1024;
+/// How many argument buffers are kept for the next request.
+const SPARE_ARGS: usize = 16;
+
 /// One parsed command: its name and arguments as raw bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A connection parses each request into the same `Request` with
+/// [`parse_into`], which copies the arguments into the buffers the previous
+/// request left, so a steady stream of small requests allocates nothing;
+/// [`Request::recycle`] drops what is too large to keep.
+#[derive(Default)]
 pub struct Request {
+    /// The first `len` are this request's arguments; the rest are spare.
     args: Vec<Vec<u8>>,
+    len: usize,
 }
 
 impl Request {
     /// Makes a request from its arguments, the command name first.
     pub fn new(args: Vec<Vec<u8>>) -> Self {
-        Request { args }
+        let len = args.len();
+        Request { args, len }
     }
 
     /// All arguments, the command name first.
     pub fn args(&self) -> &[Vec<u8>] {
-        &self.args
+        &self.args[..self.len]
     }
 
     /// Takes the arguments out.
-    pub fn into_args(self) -> Vec<Vec<u8>> {
+    pub fn into_args(mut self) -> Vec<Vec<u8>> {
+        self.args.truncate(self.len);
         self.args
     }
 
     /// Whether the request has no arguments at all (see [`parse`]).
     pub fn is_empty(&self) -> bool {
-        self.args.is_empty()
+        self.len == 0
+    }
+
+    /// Empties the request for the next [`parse_into`], dropping buffers too
+    /// large or too many to keep; call once a request is answered.
+    pub fn recycle(&mut self) {
+        self.len = 0;
+        self.args.truncate(SPARE_ARGS);
+        for arg in &mut self.args {
+            if arg.capacity() > SPARE_ARG_BYTES {
+                *arg = Vec::new();
+            }
+        }
+    }
+
+    /// Forgets the arguments, keeping their buffers.
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends a copy of `data` as the next argument, into a spare buffer
+    /// if there is one.
+    fn push_arg(&mut self, data: &[u8]) {
+        match self.args.get_mut(self.len) {
+            Some(spare) => {
+                spare.clear();
+                spare.extend_from_slice(data);
+            }
+            None => self.args.push(data.to_vec()),
+        }
+        self.len += 1;
     }
 
     /// The bytes of all arguments together, without framing.
     pub fn payload_bytes(&self) -> usize {
-        self.args.iter().map(Vec::len).sum()
+        self.args().iter().map(Vec::len).sum()
+    }
+}
+
+impl Clone for Request {
+    fn clone(&self) -> Self {
+        Request::new(self.args().to_vec())
+    }
+}
+
+impl PartialEq for Request {
+    fn eq(&self, other: &Self) -> bool {
+        self.args() == other.args()
+    }
+}
+
+impl Eq for Request {}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("args", &self.args())
+            .finish()
     }
 }
 
@@ -122,8 +188,8 @@ enum Step {
     Incomplete,
     /// A request with no arguments (blank line, `*0`, `*-1`), to be skipped.
     Skip(usize),
-    /// A request and the bytes it used.
-    Request(Request, usize),
+    /// A request, now in the caller's [`Request`], and the bytes it used.
+    Request(usize),
 }
 
 /// Parses the first complete request at the front of `buf`.
@@ -140,26 +206,47 @@ enum Step {
 /// [`ProtocolError`] when the bytes break the protocol or exceed `limits`;
 /// the message is Redis's wording.
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, ProtocolError> {
+    let mut request = Request::default();
+    Ok(parse_into(buf, limits, &mut request)?.map(|used| (request, used)))
+}
+
+/// Parses the first complete request at the front of `buf` into `request`,
+/// reusing its argument buffers, and returns the number of bytes it used.
+///
+/// As [`parse`], which it serves: `Ok(None)` leaves `request` as it was,
+/// and skipped bytes alone leave it empty.
+///
+/// # Errors
+///
+/// As [`parse`].
+pub fn parse_into(
+    buf: &[u8],
+    limits: &Limits,
+    request: &mut Request,
+) -> Result<Option<usize>, ProtocolError> {
     let mut skipped = 0;
     loop {
         let rest = &buf[skipped..];
         let step = match rest.first() {
             None => Step::Incomplete,
-            Some(b'*') => parse_multibulk(rest, limits)?,
-            Some(_) => parse_inline(rest, limits)?,
+            Some(b'*') => parse_multibulk(rest, limits, request)?,
+            Some(_) => parse_inline(rest, limits, request)?,
         };
         match step {
             Step::Incomplete if skipped == 0 => return Ok(None),
-            Step::Incomplete => return Ok(Some((Request::default(), skipped))),
+            Step::Incomplete => {
+                request.clear();
+                return Ok(Some(skipped));
+            }
             Step::Skip(used) => skipped += used,
-            Step::Request(request, used) => return Ok(Some((request, skipped + used))),
+            Step::Request(used) => return Ok(Some(skipped + used)),
         }
     }
 }
 
 /// Parses an inline request: one line ending in `\n` (a `\r` before it is
 /// dropped).
-fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Step, ProtocolError> {
+fn parse_inline(buf: &[u8], limits: &Limits, out: &mut Request) -> Result<Step, ProtocolError> {
     let window = &buf[..buf.len().min(limits.max_inline_bytes.saturating_add(2))];
     let Some(newline) = window.iter().position(|&b| b == b'\n') else {
         if buf.len() > limits.max_inline_bytes {
@@ -179,14 +266,15 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Step, ProtocolError> {
     if args.is_empty() {
         return Ok(Step::Skip(newline + 1));
     }
-    Ok(Step::Request(Request::new(args), newline + 1))
+    *out = Request::new(args);
+    Ok(Step::Request(newline + 1))
 }
 
 /// Parses an array of bulk strings; `buf` starts with `*`.
 ///
 /// A first pass checks that every element has arrived without copying
 /// anything; only then does a second pass copy the arguments out.
-fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Step, ProtocolError> {
+fn parse_multibulk(buf: &[u8], limits: &Limits, out: &mut Request) -> Result<Step, ProtocolError> {
     let Some((count, mut pos)) = length_line(
         buf,
         limits,
@@ -216,16 +304,16 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Step, ProtocolError> {
     }
 
     // Copy the arguments out; every element is known complete.
-    let mut args = Vec::with_capacity(count);
+    out.clear();
     let mut pos = start;
     while let Some((data, next)) = bulk(buf, pos, limits)? {
-        args.push(buf[data].to_vec());
+        out.push_arg(&buf[data]);
         pos = next;
-        if args.len() == count {
+        if out.len == count {
             break;
         }
     }
-    Ok(Step::Request(Request::new(args), pos))
+    Ok(Step::Request(pos))
 }
 
 /// Reads one bulk string at `pos`: returns its data range and the position

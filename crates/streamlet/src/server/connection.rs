@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::Shared;
 use crate::commands::{execute, RangeStream};
-use crate::resp::{parse, Reply};
+use crate::resp::{parse_into, Reply, Request};
 use crate::Component;
 
 /// Request bytes a connection may buffer without a reservation.
@@ -33,6 +33,8 @@ const MUTE_WAIT: Duration = Duration::from_millis(250);
 pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(BASE_READ_BYTES);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
+    // Parsed into again and again, so small requests reuse its buffers.
+    let mut request = Request::default();
     // The reservations behind a buffer grown past the base; dropped with it.
     let mut held: Vec<Reservation> = Vec::new();
     let max_request = shared
@@ -84,17 +86,19 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: &Shared) -> io::Result<
         // Answer every complete request.
         let mut consumed = 0;
         loop {
-            match parse(&buf[consumed..], &shared.limits) {
-                Ok(Some((request, used))) => {
+            match parse_into(&buf[consumed..], &shared.limits, &mut request) {
+                Ok(Some(used)) => {
                     consumed += used;
                     if request.is_empty() {
                         continue;
                     }
                     if let Some(plan) = RangeStream::plan(&request, &shared.ctx) {
+                        request.recycle();
                         answer_range(&mut stream, &mut out, plan, shared).await?;
                         continue;
                     }
                     let outcome = execute(&request, &shared.ctx);
+                    request.recycle();
                     outcome.reply.encode(&mut out);
                     if outcome.close {
                         stream.write_all(&out).await?;
