@@ -202,6 +202,28 @@ fn xadd_and_xlen_reply_as_redis() {
     );
     assert_eq!(reply(&ctx, &["XLEN", "u"]), ":0\r\n");
     assert_eq!(
+        reply(&ctx, &["XADD", "u", "nOmKsTrEaM", "*", "f", "v"]),
+        "$-1\r\n"
+    );
+    assert_eq!(
+        reply(&ctx, &["XADD", "s", "MaxLen", "5", "*", "f", "v"]),
+        "-ERR trimming with MAXLEN or MINID is not supported\r\n"
+    );
+    // More field-value pairs than fit on the stack, all stored in order.
+    let mut many = vec!["XADD", "m", "5000-0"];
+    let fields: Vec<String> = (0..20).map(|i| format!("x{i}")).collect();
+    many.extend(fields.iter().map(String::as_str));
+    assert_eq!(reply(&ctx, &many), "$6\r\n5000-0\r\n");
+    let range = reply(&ctx, &["XRANGE", "m", "-", "+"]);
+    let expected: String = fields
+        .iter()
+        .map(|f| format!("${}\r\n{f}\r\n", f.len()))
+        .collect();
+    assert_eq!(
+        range,
+        format!("*1\r\n*2\r\n$6\r\n5000-0\r\n*20\r\n{expected}")
+    );
+    assert_eq!(
         reply(&ctx, &["XLEN"]),
         "-ERR wrong number of arguments for 'xlen' command\r\n"
     );

@@ -1,11 +1,16 @@
 //! Stream commands: `XADD`, `XRANGE`, `XLEN`.
 
+use std::fmt::Write as _;
+
 use super::arity_error;
 use crate::decimal::parse_i64;
 use crate::resp::Reply;
 use crate::storage::{
     parse_range_end, parse_range_start, Entry, IdSpec, StorageError, Store, StreamId,
 };
+
+/// Field-value pairs an `XADD` hands to the store without allocating.
+const STACK_PAIRS: usize = 8;
 
 /// `XADD key [NOMKSTREAM] <* | ms-* | ms-seq | ms> field value [field value ...]`.
 ///
@@ -19,13 +24,13 @@ pub(crate) fn xadd(args: &[Vec<u8>], store: &Store) -> Reply {
     let mut pos = 2;
     let mut create = true;
     loop {
-        let option = args[pos].to_ascii_lowercase();
-        match option.as_slice() {
-            b"nomkstream" => create = false,
-            b"maxlen" | b"minid" => {
-                return Reply::error("ERR trimming with MAXLEN or MINID is not supported")
-            }
-            _ => break,
+        let option = args[pos].as_slice();
+        if option.eq_ignore_ascii_case(b"nomkstream") {
+            create = false;
+        } else if option.eq_ignore_ascii_case(b"maxlen") || option.eq_ignore_ascii_case(b"minid") {
+            return Reply::error("ERR trimming with MAXLEN or MINID is not supported");
+        } else {
+            break;
         }
         pos += 1;
         if pos >= args.len() {
@@ -40,15 +45,33 @@ pub(crate) fn xadd(args: &[Vec<u8>], store: &Store) -> Reply {
     if fields.is_empty() || fields.len() % 2 == 1 {
         return arity_error("xadd");
     }
-    let pairs: Vec<(&[u8], &[u8])> = fields
-        .chunks_exact(2)
-        .map(|pair| (pair[0].as_slice(), pair[1].as_slice()))
-        .collect();
-    match store.append(&args[1], id, &pairs, create) {
-        Ok(Some(id)) => Reply::bulk(id.to_string()),
+    // Up to eight pairs on the stack, which is every common XADD.
+    let mut stack: [(&[u8], &[u8]); STACK_PAIRS] = [(&[], &[]); STACK_PAIRS];
+    let heap: Vec<(&[u8], &[u8])>;
+    let pairs: &[(&[u8], &[u8])] = if fields.len() / 2 <= STACK_PAIRS {
+        for (slot, fields) in stack.iter_mut().zip(fields.chunks_exact(2)) {
+            *slot = field_pair(fields);
+        }
+        &stack[..fields.len() / 2]
+    } else {
+        heap = fields.chunks_exact(2).map(field_pair).collect();
+        &heap
+    };
+    match store.append(&args[1], id, pairs, create) {
+        Ok(Some(id)) => {
+            // An ID is at most 41 characters: one allocation, no growth.
+            let mut text = String::with_capacity(41);
+            let _ = write!(text, "{id}");
+            Reply::bulk(text)
+        }
         Ok(None) => Reply::NullBulk,
         Err(error) => storage_error(&error),
     }
+}
+
+/// A field and its value, from two adjacent arguments.
+fn field_pair(pair: &[Vec<u8>]) -> (&[u8], &[u8]) {
+    (pair[0].as_slice(), pair[1].as_slice())
 }
 
 /// `XRANGE key start end [COUNT n]`: an array of `[id, [field, value, ...]]`.
