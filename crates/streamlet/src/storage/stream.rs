@@ -36,6 +36,9 @@ struct State {
     frame: Vec<u8>,
 }
 
+/// The largest encoding buffer a stream keeps between appends.
+const FRAME_KEEP_BYTES: usize = 64 << 10;
+
 /// A segment that no longer grows.
 #[derive(Debug)]
 struct Sealed {
@@ -193,12 +196,18 @@ impl Stream {
 
         // Write the record; undo a partial write so the file ends on a record.
         let offset = active.index.index().segment_len_bytes();
+        let frame_bytes = state.frame.len() as u64;
         let written = (&*active.file)
             .write_all(&state.frame)
             .and_then(|()| match config.fsync {
                 FsyncPolicy::EveryAppend => active.file.sync_data(),
                 FsyncPolicy::Never => Ok(()),
             });
+        // A large record's buffer is not kept: every stream would otherwise
+        // hold the largest record it ever took, and nothing could reclaim it.
+        if state.frame.capacity() > FRAME_KEEP_BYTES {
+            state.frame = Vec::new();
+        }
         if let Err(source) = written {
             // Named only on failure: building the path costs allocations.
             let path = self.dir.join(segment::log_file_name(active.base));
@@ -211,7 +220,7 @@ impl Stream {
         }
         {
             let _scope = mempressure::scope!(crate::Component::IndexCache);
-            active.index.push(id, offset, state.frame.len() as u64);
+            active.index.push(id, offset, frame_bytes);
         }
         state.last_id = id;
         state.len += 1;
