@@ -109,11 +109,29 @@ impl LevelConfig {
     /// [`ConfigError::HysteresisTooLarge`] if the default hysteresis is not
     /// below the warning threshold.
     pub fn new(limit_bytes: u64, warning: f64, critical: f64) -> Result<Self, ConfigError> {
+        Self::with_fractions(limit_bytes, warning, critical, DEFAULT_HYSTERESIS_FRACTION)
+    }
+
+    /// A config with the given limit, thresholds and hysteresis, and the
+    /// default dwell, all checked together (so a warning threshold below
+    /// the default hysteresis works with a smaller hysteresis).
+    ///
+    /// # Errors
+    ///
+    /// As [`LevelConfig::new`], and [`ConfigError::FractionOutOfRange`]
+    /// unless `hysteresis` is in [0, 1), [`ConfigError::HysteresisTooLarge`]
+    /// unless it is below the warning threshold.
+    pub fn with_fractions(
+        limit_bytes: u64,
+        warning: f64,
+        critical: f64,
+        hysteresis: f64,
+    ) -> Result<Self, ConfigError> {
         let config = Self {
             limit_bytes,
             warning_fraction: warning,
             critical_fraction: critical,
-            hysteresis_fraction: DEFAULT_HYSTERESIS_FRACTION,
+            hysteresis_fraction: hysteresis,
             min_dwell: DEFAULT_MIN_DWELL,
         };
         config.validate()
@@ -411,6 +429,22 @@ impl LevelMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_low_warning_threshold_takes_a_smaller_hysteresis() {
+        // The default hysteresis does not fit under a 0.04 warning threshold,
+        // but a smaller one given with it does.
+        assert!(matches!(
+            LevelConfig::new(1000, 0.04, 0.5),
+            Err(ConfigError::HysteresisTooLarge { .. })
+        ));
+        let config = LevelConfig::with_fractions(1000, 0.04, 0.5, 0.01).unwrap();
+        assert_eq!(config.hysteresis_fraction(), 0.01);
+        assert!(matches!(
+            LevelConfig::with_fractions(1000, 0.04, 0.5, 0.04),
+            Err(ConfigError::HysteresisTooLarge { .. })
+        ));
+    }
 
     #[test]
     fn config_rejects_each_bad_input_with_its_own_error() {

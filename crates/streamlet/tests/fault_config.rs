@@ -445,3 +445,25 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
     );
     assert!(!stderr.contains('\u{1b}'), "escape codes in:\n{stderr:?}");
 }
+
+/// A warning threshold below the default hysteresis is fine with a smaller
+/// hysteresis given beside it: start-up gets as far as the data directory.
+#[test]
+fn a_low_warning_threshold_with_a_small_hysteresis_is_accepted() {
+    let mut args = serving_flags("/proc/streamlet-data");
+    args.extend(
+        [
+            "--memory-warning-threshold",
+            "0.04",
+            "--memory-critical-threshold",
+            "0.5",
+            "--memory-hysteresis",
+            "0.01",
+        ]
+        .map(String::from),
+    );
+    let output = run(&as_strs(&args), &[]);
+    assert_fails(&output, 1, &["/proc/streamlet-data (--data-dir)"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("must be below"), "{stderr}");
+}

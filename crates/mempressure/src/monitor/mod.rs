@@ -227,12 +227,12 @@ impl Monitor {
     ) -> Result<(Monitor, Ticker), StartError> {
         // The budget: the flag, else the cgroup or physical memory.
         let budget = budget_with_flag(config.limit_bytes).map_err(StartError::Budget)?;
-        let levels = LevelConfig::new(
+        let levels = LevelConfig::with_fractions(
             budget.limit_bytes,
             config.warning_fraction,
             config.critical_fraction,
+            config.hysteresis_fraction,
         )
-        .and_then(|l| l.with_hysteresis(config.hysteresis_fraction))
         .map_err(StartError::Config)?
         .with_min_dwell(config.min_dwell);
         tracing::info!(
