@@ -381,6 +381,11 @@ impl LevelMachine {
         self.config = config;
     }
 
+    /// Whether `usage_bytes` would take the level up (rises ignore dwell).
+    pub fn would_rise(&self, usage_bytes: u64) -> bool {
+        self.config.entry_level(usage_bytes) > self.level
+    }
+
     /// Feeds one usage sample taken at `now`; returns the change it causes,
     /// if any. See the type's "Pressure semantics".
     pub fn observe(&mut self, usage_bytes: u64, now: Instant) -> Option<LevelChange> {

@@ -17,6 +17,12 @@ use crate::reclaim::Urgency;
 
 /// How many components a transition's reason names.
 const TOP_COMPONENTS: usize = 3;
+/// jemalloc's resident but unallocated bytes worth a purge: over a fiftieth
+/// (2 %) of the limit.
+const IDLE_PURGE_DIVISOR: u64 = 50;
+/// A correction over a twentieth (5 %) of the limit is not trusted to raise
+/// the level between ticks on its own.
+const STALE_CORRECTION_DIVISOR: u64 = 20;
 /// The least time between two log lines for the same kind of transition.
 const TRANSITION_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// The least time between two "pressure holds at critical" lines.
@@ -86,9 +92,18 @@ impl MonitorCore {
     pub(crate) fn tick(&mut self, now: Instant) -> bool {
         let started = Instant::now();
 
-        // Read everything and decide the usage figure.
-        let sample = self.sampler.sample();
-        let usage = decide_usage(&sample, self.count_cgroup);
+        // Read everything and decide the usage figure. A rise that the OS
+        // figure decides while jemalloc holds many free pages is read again
+        // once they are given back: freed memory is not pressure.
+        let mut sample = self.sampler.sample();
+        let mut usage = decide_usage(&sample, self.count_cgroup);
+        if usage.decided_by != UsageSource::Tracked
+            && self.machine.would_rise(usage.usage_bytes)
+            && self.purge_if_idle(&sample)
+        {
+            sample = self.sampler.sample();
+            usage = decide_usage(&sample, self.count_cgroup);
+        }
         self.correction_bytes = usage
             .measured_bytes
             .map_or(0, |m| m as i64 - sample.tracked_bytes as i64);
@@ -133,6 +148,17 @@ impl MonitorCore {
     pub(crate) fn wake(&mut self, now: Instant) -> bool {
         let tracked = self.sampler.tracked_bytes();
         let usage_bytes = tracked.saturating_add(self.correction_bytes.max(0) as u64);
+
+        // A rise that only a large correction explains is judged on fresh
+        // readings: the pages behind it may have been freed since.
+        let large_correction = self.correction_bytes.max(0) as u64
+            > self.machine.config().limit_bytes() / STALE_CORRECTION_DIVISOR;
+        if large_correction
+            && self.machine.would_rise(usage_bytes)
+            && !self.machine.would_rise(tracked)
+        {
+            return self.tick(now);
+        }
         let usage = Usage {
             usage_bytes,
             decided_by: UsageSource::Tracked,
@@ -190,16 +216,21 @@ impl MonitorCore {
         }
 
         // Dirty pages jemalloc keeps are resident but free: give them back.
-        if let Some(j) = sample.jemalloc {
-            let idle = j.resident_bytes.saturating_sub(j.allocated_bytes);
-            if idle > self.machine.config().limit_bytes() / 50 {
-                self.sampler.purge();
-            }
-        }
+        self.purge_if_idle(sample);
         self.reclaim_for(level, usage_bytes);
         if level == PressureLevel::Critical {
             self.escalate_if_stuck(usage_bytes, now);
         }
+    }
+
+    /// Purges jemalloc when it holds more than 2 % of the limit resident but
+    /// unallocated; `true` if it purged.
+    fn purge_if_idle(&mut self, sample: &Sample) -> bool {
+        let Some(j) = sample.jemalloc else {
+            return false;
+        };
+        let idle = j.resident_bytes.saturating_sub(j.allocated_bytes);
+        idle > self.machine.config().limit_bytes() / IDLE_PURGE_DIVISOR && self.sampler.purge()
     }
 
     /// Asks reclaimers to bring usage down to the warning exit point.
