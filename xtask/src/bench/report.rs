@@ -188,11 +188,7 @@ impl Report<'_> {
     /// lines, the sampled accuracy lines, the monitor benchmark's own JSON
     /// (`null` when it did not run) and the run's context.
     pub(super) fn json(&self) -> String {
-        let (nproc, cpu) = machine();
-        let mut out = String::from("{\n");
-        let _ = writeln!(out, "  \"date\": {},", quote(&today()));
-        let _ = writeln!(out, "  \"nproc\": {nproc},\n  \"cpu\": {},", quote(&cpu));
-        let _ = writeln!(out, "  \"command\": {},", quote(&self.command()));
+        let mut out = json_preamble(&self.command());
         let _ = writeln!(out, "  \"rounds\": {},\n  \"results\": [", self.plan.rounds);
         let rows = self.rows();
         for (i, row) in rows.iter().enumerate() {
@@ -250,6 +246,17 @@ fn push_lines(out: &mut String, lines: &[BTreeMap<String, String>]) {
         let comma = if i + 1 < lines.len() { "," } else { "" };
         let _ = writeln!(out, "    {{{}}}{comma}", fields.join(", "));
     }
+}
+
+/// Opens a report's JSON object with the run's context: date, machine and
+/// `command`; the caller adds its fields and closes it.
+pub(in crate::bench) fn json_preamble(command: &str) -> String {
+    let (nproc, cpu) = machine();
+    let mut out = String::from("{\n");
+    let _ = writeln!(out, "  \"date\": {},", quote(&today()));
+    let _ = writeln!(out, "  \"nproc\": {nproc},\n  \"cpu\": {},", quote(&cpu));
+    let _ = writeln!(out, "  \"command\": {},", quote(command));
+    out
 }
 
 /// The median of `values`; the mean of the middle two for an even count.

@@ -37,7 +37,7 @@ use anyhow::{bail, Context, Result};
 use super::server::{free_port, Server};
 use super::{bounded, build, redis_benchmark, redis_benchmark_version, require_redis_benchmark};
 use super::{BINARIES, PIPELINE};
-use crate::bench::report::{machine, quote, today};
+use crate::bench::report::{json_preamble, machine, quote, today};
 
 /// The workloads by name, each with its `redis-benchmark` command. PING is
 /// sent as a command of its own, in the multi-bulk form, one per request.
@@ -360,12 +360,8 @@ impl Report<'_> {
     /// `target/bench/streamlet-callgrind.json`: one object per workload x
     /// binary and one per workload's ratio, plus the run's context.
     fn json(&self) -> String {
-        let (nproc, cpu) = machine();
         let (n_low, n_high) = self.requests;
-        let mut out = String::from("{\n");
-        let _ = writeln!(out, "  \"date\": {},", quote(&today()));
-        let _ = writeln!(out, "  \"nproc\": {nproc},\n  \"cpu\": {},", quote(&cpu));
-        let _ = writeln!(out, "  \"command\": {},", quote(&self.command()));
+        let mut out = json_preamble(&self.command());
         let _ = writeln!(out, "  \"valgrind\": {},", quote(self.valgrind));
         let _ = writeln!(
             out,

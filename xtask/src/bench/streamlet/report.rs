@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Plan, Rates, BINARIES, CLIENTS, CPU_WORKLOADS, PIPELINE, WORKLOADS};
-use crate::bench::report::{machine, median, quote, today};
+use crate::bench::report::{json_preamble, machine, median, quote, today};
 
 /// Two-sided 95 % quantiles of Student's t for 1 to 30 degrees of freedom;
 /// above 30 the normal 1.96 is close enough for a planning figure.
@@ -202,11 +202,7 @@ impl StreamletReport<'_> {
     /// `target/bench/streamlet.json`: one object per workload x binary and
     /// one per workload's ratios, plus the run's context.
     pub(in crate::bench) fn json(&self) -> String {
-        let (nproc, cpu) = machine();
-        let mut out = String::from("{\n");
-        let _ = writeln!(out, "  \"date\": {},", quote(&today()));
-        let _ = writeln!(out, "  \"nproc\": {nproc},\n  \"cpu\": {},", quote(&cpu));
-        let _ = writeln!(out, "  \"command\": {},", quote(&self.command()));
+        let mut out = json_preamble(&self.command());
         let _ = writeln!(
             out,
             "  \"redis_benchmark\": {},",
