@@ -122,3 +122,23 @@ fn a_rise_only_a_large_stale_correction_explains_is_read_afresh() {
     assert_eq!(monitor.level(), PressureLevel::Normal);
     assert_eq!(monitor.usage_bytes(), 320_000);
 }
+
+#[test]
+fn a_stale_correction_cannot_lift_a_warning_to_critical_between_ticks() {
+    let process = Process::default();
+    let (monitor, mut ticker) = start(&process);
+    let t0 = Instant::now();
+
+    // As above: a correction of 60 % of the limit at a tick.
+    process.set(100_000, 700_000);
+    process.allocated.store(700_000, Ordering::Relaxed);
+    ticker.tick(t0);
+
+    // The shim's total alone reaches warning; with the stale correction it
+    // would read critical. The fresh figures say warning.
+    process.set(820_000, 840_000);
+    ticker.wake(t0 + Duration::from_millis(10));
+
+    assert_eq!(monitor.level(), PressureLevel::Warning);
+    assert_eq!(monitor.usage_bytes(), 840_000);
+}

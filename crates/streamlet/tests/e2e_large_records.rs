@@ -58,3 +58,43 @@ fn large_records_leave_no_buffer_behind() {
          (idle {idle})"
     );
 }
+
+#[test]
+fn many_streams_of_medium_records_leave_no_buffers_behind() {
+    // Every stream keeps its encoding buffer between appends, so each one
+    // it keeps must be small: 200 streams of 32 KiB records would otherwise
+    // hold 6 MiB that no reclaimer can reach.
+    const MANY_STREAMS: usize = 200;
+    const MEDIUM_BYTES: usize = 32 << 10;
+    let dir = TestDir::new("medium-records");
+    let server = Server::start(&dir, &["--memory-limit", "256MiB"]);
+    let mut control = server.client();
+    thread::sleep(Duration::from_millis(300));
+    let idle = connection_bytes(&mut control);
+
+    let value = vec![b'm'; MEDIUM_BYTES];
+    {
+        let mut producer = server.client();
+        for stream in 0..MANY_STREAMS {
+            let _: String = redis::cmd("XADD")
+                .arg(format!("m{stream}"))
+                .arg("*")
+                .arg("f")
+                .arg(&value)
+                .query(&mut producer)
+                .expect("XADD of a medium record");
+        }
+    }
+
+    let deadline = Instant::now() + SETTLE_TIME;
+    let mut now = connection_bytes(&mut control);
+    while now > idle + LEFT_BEHIND_BYTES && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        now = connection_bytes(&mut control);
+    }
+    assert!(
+        now <= idle + LEFT_BEHIND_BYTES,
+        "after {MANY_STREAMS} streams of {MEDIUM_BYTES}-byte records, connections still hold \
+         {now} bytes (idle {idle})"
+    );
+}

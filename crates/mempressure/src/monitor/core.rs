@@ -149,14 +149,14 @@ impl MonitorCore {
         let tracked = self.sampler.tracked_bytes();
         let usage_bytes = tracked.saturating_add(self.correction_bytes.max(0) as u64);
 
-        // A rise that only a large correction explains is judged on fresh
-        // readings: the pages behind it may have been freed since.
-        let large_correction = self.correction_bytes.max(0) as u64
-            > self.machine.config().limit_bytes() / STALE_CORRECTION_DIVISOR;
-        if large_correction
-            && self.machine.would_rise(usage_bytes)
-            && !self.machine.would_rise(tracked)
-        {
+        // A rise past what the shim's total alone explains, made by a large
+        // correction, is judged on fresh readings: the pages behind it may
+        // have been freed since.
+        let config = self.machine.config();
+        let large_correction =
+            self.correction_bytes.max(0) as u64 > config.limit_bytes() / STALE_CORRECTION_DIVISOR;
+        let explained = config.entry_level(tracked).max(self.machine.level());
+        if large_correction && config.entry_level(usage_bytes) > explained {
             return self.tick(now);
         }
         let usage = Usage {

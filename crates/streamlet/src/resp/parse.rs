@@ -81,6 +81,7 @@ impl Request {
     pub fn recycle(&mut self) {
         self.len = 0;
         self.args.truncate(SPARE_ARGS);
+        self.args.shrink_to(SPARE_ARGS);
         for arg in &mut self.args {
             if arg.capacity() > SPARE_ARG_BYTES {
                 *arg = Vec::new();
@@ -483,5 +484,29 @@ mod tests {
     fn declared_but_missing_bulk_is_just_incomplete() {
         let buf = b"*1\r\n$16777216\r\nabc";
         assert_eq!(parse_default(buf).unwrap(), None);
+    }
+
+    #[test]
+    fn recycling_keeps_only_a_few_small_buffers() {
+        let limits = Limits::default();
+        let mut request = Request::default();
+        let mut many = b"*300\r\n".to_vec();
+        for _ in 0..299 {
+            many.extend_from_slice(b"$1\r\nx\r\n");
+        }
+        many.extend_from_slice(b"$2000\r\n");
+        many.extend_from_slice(&[b'y'; 2000]);
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(
+            parse_into(&many, &limits, &mut request).unwrap(),
+            Some(many.len())
+        );
+        request.recycle();
+        assert!(
+            request.args.capacity() <= SPARE_ARGS,
+            "{}",
+            request.args.capacity()
+        );
+        assert!(request.args.iter().all(|a| a.capacity() <= SPARE_ARG_BYTES));
     }
 }

@@ -36,8 +36,9 @@ struct State {
     frame: Vec<u8>,
 }
 
-/// The largest encoding buffer a stream keeps between appends.
-const FRAME_KEEP_BYTES: usize = 64 << 10;
+/// The largest encoding buffer a stream keeps between appends: small, since
+/// every stream keeps one and none is reclaimable.
+const FRAME_KEEP_BYTES: usize = 4 << 10;
 
 /// A segment that no longer grows.
 #[derive(Debug)]
@@ -169,6 +170,27 @@ impl Stream {
     ) -> Result<StreamId, StorageError> {
         let mut guard = self.lock();
         let state = &mut *guard;
+        let appended = self.append_locked(state, spec, fields, now_ms, config, index_cache);
+
+        // A large record's buffer is not kept, on any path: every stream
+        // would otherwise hold the largest record it ever took, where no
+        // reclaimer can reach it.
+        if state.frame.capacity() > FRAME_KEEP_BYTES {
+            state.frame = Vec::new();
+        }
+        appended
+    }
+
+    /// [`Stream::append`] under the stream's lock.
+    fn append_locked(
+        &self,
+        state: &mut State,
+        spec: IdSpec,
+        fields: &[(&[u8], &[u8])],
+        now_ms: u64,
+        config: &StoreConfig,
+        index_cache: &IndexCache,
+    ) -> Result<StreamId, StorageError> {
         if state.failed {
             return Err(StorageError::StreamFailed);
         }
@@ -203,11 +225,6 @@ impl Stream {
                 FsyncPolicy::EveryAppend => active.file.sync_data(),
                 FsyncPolicy::Never => Ok(()),
             });
-        // A large record's buffer is not kept: every stream would otherwise
-        // hold the largest record it ever took, and nothing could reclaim it.
-        if state.frame.capacity() > FRAME_KEEP_BYTES {
-            state.frame = Vec::new();
-        }
         if let Err(source) = written {
             // Named only on failure: building the path costs allocations.
             let path = self.dir.join(segment::log_file_name(active.base));
