@@ -99,20 +99,24 @@ fn a_rise_the_live_bytes_explain_still_happens() {
     assert_eq!(monitor.level(), PressureLevel::Critical);
 }
 
-#[test]
-fn a_rise_only_a_large_stale_correction_explains_is_read_afresh() {
-    let process = Process::default();
-    let (monitor, mut ticker) = start(&process);
+/// A monitor whose first tick saw pages resident that nothing tracked holds
+/// (and no purge can return: jemalloc does not know them), so that its
+/// correction is 60 % of the limit; with the time of that tick.
+fn with_large_correction(process: &Process) -> (Monitor, mempressure::Ticker, Instant) {
+    let (monitor, mut ticker) = start(process);
     let t0 = Instant::now();
-
-    // A tick while pages are resident that nothing tracked holds (and no
-    // purge can return: jemalloc does not know them), so the correction is
-    // 60 % of the limit.
     process.set(100_000, 700_000);
     process.allocated.store(700_000, Ordering::Relaxed);
     ticker.tick(t0);
     assert_eq!(monitor.level(), PressureLevel::Normal);
     assert_eq!(monitor.reading().correction_bytes, 600_000);
+    (monitor, ticker, t0)
+}
+
+#[test]
+fn a_rise_only_a_large_stale_correction_explains_is_read_afresh() {
+    let process = Process::default();
+    let (monitor, mut ticker, t0) = with_large_correction(&process);
 
     // Those pages are gone by the next crossing; tracked plus the old
     // correction would read critical, the fresh figures do not.
@@ -126,13 +130,7 @@ fn a_rise_only_a_large_stale_correction_explains_is_read_afresh() {
 #[test]
 fn a_stale_correction_cannot_lift_a_warning_to_critical_between_ticks() {
     let process = Process::default();
-    let (monitor, mut ticker) = start(&process);
-    let t0 = Instant::now();
-
-    // As above: a correction of 60 % of the limit at a tick.
-    process.set(100_000, 700_000);
-    process.allocated.store(700_000, Ordering::Relaxed);
-    ticker.tick(t0);
+    let (monitor, mut ticker, t0) = with_large_correction(&process);
 
     // The shim's total alone reaches warning; with the stale correction it
     // would read critical. The fresh figures say warning.

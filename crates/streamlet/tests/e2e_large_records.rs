@@ -23,13 +23,32 @@ fn connection_bytes(conn: &mut redis::Connection) -> u64 {
     info_memory_u64(conn, "mempressure_component_connections_bytes")
 }
 
-#[test]
-fn large_records_leave_no_buffer_behind() {
-    let dir = TestDir::new("large-records");
-    let server = Server::start(&dir, &["--memory-limit", "256MiB"]);
+/// A server under a roomy budget, a control connection, and what
+/// `connections` holds with only that connection open.
+fn idle_server(dir: &TestDir) -> (Server, redis::Connection, u64) {
+    let server = Server::start(dir, &["--memory-limit", "256MiB"]);
     let mut control = server.client();
     thread::sleep(Duration::from_millis(300));
     let idle = connection_bytes(&mut control);
+    (server, control, idle)
+}
+
+/// What `connections` holds once it settles near `idle`, or after the
+/// settle time.
+fn settled_connection_bytes(control: &mut redis::Connection, idle: u64) -> u64 {
+    let deadline = Instant::now() + SETTLE_TIME;
+    let mut now = connection_bytes(control);
+    while now > idle + LEFT_BEHIND_BYTES && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        now = connection_bytes(control);
+    }
+    now
+}
+
+#[test]
+fn large_records_leave_no_buffer_behind() {
+    let dir = TestDir::new("large-records");
+    let (server, mut control, idle) = idle_server(&dir);
 
     // Each record comes on its own connection, which then closes.
     let value = vec![b'v'; RECORD_BYTES];
@@ -46,12 +65,7 @@ fn large_records_leave_no_buffer_behind() {
     }
 
     // Once the producers are gone, the records' bytes are gone too.
-    let deadline = Instant::now() + SETTLE_TIME;
-    let mut now = connection_bytes(&mut control);
-    while now > idle + LEFT_BEHIND_BYTES && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        now = connection_bytes(&mut control);
-    }
+    let now = settled_connection_bytes(&mut control, idle);
     assert!(
         now <= idle + LEFT_BEHIND_BYTES,
         "after {STREAMS} records of {RECORD_BYTES} bytes, connections still hold {now} bytes \
@@ -67,10 +81,7 @@ fn many_streams_of_medium_records_leave_no_buffers_behind() {
     const MANY_STREAMS: usize = 200;
     const MEDIUM_BYTES: usize = 32 << 10;
     let dir = TestDir::new("medium-records");
-    let server = Server::start(&dir, &["--memory-limit", "256MiB"]);
-    let mut control = server.client();
-    thread::sleep(Duration::from_millis(300));
-    let idle = connection_bytes(&mut control);
+    let (server, mut control, idle) = idle_server(&dir);
 
     let value = vec![b'm'; MEDIUM_BYTES];
     {
@@ -86,12 +97,7 @@ fn many_streams_of_medium_records_leave_no_buffers_behind() {
         }
     }
 
-    let deadline = Instant::now() + SETTLE_TIME;
-    let mut now = connection_bytes(&mut control);
-    while now > idle + LEFT_BEHIND_BYTES && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        now = connection_bytes(&mut control);
-    }
+    let now = settled_connection_bytes(&mut control, idle);
     assert!(
         now <= idle + LEFT_BEHIND_BYTES,
         "after {MANY_STREAMS} streams of {MEDIUM_BYTES}-byte records, connections still hold \
