@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::resp::{Connection, Reply};
+use super::resp::{xrange_args, Connection, Reply};
 
 /// One acknowledged record: the ID the server gave and what was sent.
 #[derive(Debug, Clone)]
@@ -261,14 +261,7 @@ pub fn verify(
             .collect();
         let mut start = "-".to_string();
         loop {
-            let args: [&[u8]; 6] = [
-                b"XRANGE",
-                key.as_bytes(),
-                start.as_bytes(),
-                b"+",
-                b"COUNT",
-                count.as_bytes(),
-            ];
+            let args = xrange_args(key, &start, &count);
             let reply = conn
                 .call(&args)
                 .with_context(|| format!("XRANGE {key} {start} +"))?;

@@ -125,6 +125,19 @@ pub fn check_loopback(addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// The arguments of `XRANGE key start + COUNT count`: one batch of a read
+/// from `start` on.
+pub fn xrange_args<'a>(key: &'a str, start: &'a str, count: &'a str) -> [&'a [u8]; 6] {
+    [
+        b"XRANGE",
+        key.as_bytes(),
+        start.as_bytes(),
+        b"+",
+        b"COUNT",
+        count.as_bytes(),
+    ]
+}
+
 /// Appends `args` to `out` as a RESP2 array of bulk strings.
 pub fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
     out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());

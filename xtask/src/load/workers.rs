@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::record::{self, Ack, Ledger};
-use super::resp::{encode_command, Connection, ReadError, Reply};
+use super::resp::{encode_command, xrange_args, Connection, ReadError, Reply};
 use super::LoadConfig;
 
 /// Pause before a worker reconnects after losing its connection.
@@ -517,14 +517,7 @@ fn consume(shared: &Shared) {
         pass += 1;
         let mut start = "-".to_string();
         while !shared.stopping() {
-            let args: [&[u8]; 6] = [
-                b"XRANGE",
-                key.as_bytes(),
-                start.as_bytes(),
-                b"+",
-                b"COUNT",
-                count.as_bytes(),
-            ];
+            let args = xrange_args(&key, &start, &count);
             let batch = match tracked.conn.call(&args) {
                 Ok(reply) => record::entries(reply),
                 Err(err) => {

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::load::record::{entries, next_id};
-use crate::load::resp::{encode_command, parse_reply, Reply};
+use crate::load::resp::{encode_command, parse_reply, xrange_args, Reply};
 
 /// Bytes read from the socket at a time.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -102,14 +102,7 @@ fn consume(addr: SocketAddr, key: &str, count: usize, stop: &AtomicBool, counts:
             continue;
         };
         let mut request = Vec::new();
-        let args: [&[u8]; 6] = [
-            b"XRANGE",
-            key.as_bytes(),
-            start.as_bytes(),
-            b"+",
-            b"COUNT",
-            count.as_bytes(),
-        ];
+        let args = xrange_args(key, &start, &count);
         encode_command(&args, &mut request);
         let reply = conn
             .write_all(&request)

@@ -39,6 +39,22 @@ struct Ratios {
 }
 
 impl Ratios {
+    /// The table cells: median, min-max, mean with its interval, rounds
+    /// for +-1 %.
+    fn cells(&self) -> String {
+        format!(
+            "{:.3} | {:.3}-{:.3} | {:.3} +- {:.3} | {:.0}",
+            self.median,
+            self.rounds.iter().copied().fold(f64::INFINITY, f64::min),
+            self.rounds.iter().copied().fold(0.0, f64::max),
+            self.mean,
+            self.half_width,
+            self.rounds_for_target,
+        )
+    }
+}
+
+impl Ratios {
     fn of(tracking: &[f64], bare: &[f64]) -> Ratios {
         let rounds: Vec<f64> = tracking.iter().zip(bare).map(|(t, b)| t / b).collect();
         let n = rounds.len() as f64;
@@ -144,16 +160,7 @@ impl StreamletReport<'_> {
         let _ = writeln!(out, "|---|---:|---:|---:|---:|");
         for workload in WORKLOADS {
             let r = self.ratios(workload);
-            let _ = writeln!(
-                out,
-                "| {workload} | {:.3} | {:.3}-{:.3} | {:.3} +- {:.3} | {:.0} |",
-                r.median,
-                r.rounds.iter().copied().fold(f64::INFINITY, f64::min),
-                r.rounds.iter().copied().fold(0.0, f64::max),
-                r.mean,
-                r.half_width,
-                r.rounds_for_target,
-            );
+            let _ = writeln!(out, "| {workload} | {} |", r.cells());
         }
 
         if self.cpu.is_empty() {
@@ -175,15 +182,7 @@ impl StreamletReport<'_> {
             for binary in BINARIES {
                 let ns = lookup(self.cpu, workload, binary);
                 let ratio = if binary == BINARIES[0] {
-                    format!(
-                        "{:.3} | {:.3}-{:.3} | {:.3} +- {:.3} | {:.0}",
-                        r.median,
-                        r.rounds.iter().copied().fold(f64::INFINITY, f64::min),
-                        r.rounds.iter().copied().fold(0.0, f64::max),
-                        r.mean,
-                        r.half_width,
-                        r.rounds_for_target,
-                    )
+                    r.cells()
                 } else {
                     "| | |".into()
                 };
